@@ -1,0 +1,5 @@
+import sys
+
+from nwb_jedi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `nwb-jedi` command line (see `nwb_jedi.cli`)."""

@@ -1,0 +1,13 @@
+"""Errors a user can cause. The CLI prints them as one line and exits with status 2."""
+
+
+class UserError(ValueError):
+    """Bad input: the message names the problem and the fix in one sentence."""
+
+
+class SourceError(UserError):
+    """A SOURCE that cannot be resolved, opened or read as NWB."""
+
+
+class ModelFileError(UserError):
+    """A shared model file that is missing parts, malformed, or unsafe to load."""

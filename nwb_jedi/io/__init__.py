@@ -1,0 +1,1 @@
+"""Reading sources (local files, DANDI) into Sessions and writing results to NWB."""

@@ -1,0 +1,1 @@
+"""The JEDI estimator and its torch building blocks (no NWB here)."""
