@@ -1,0 +1,485 @@
+"""`ConditionMapper`: trials of a `Session` -> conditions, aligned windows, bins -> `TrialDataset`.
+
+How `by` defines the conditions
+-------------------------------
+- ``"trial_type"``: one trials-table column; each distinct value is a condition.
+- ``["trial_type", "trial_version"]`` (list or tuple of column names): each distinct
+  combination is a condition; `TrialDataset.conditions` gets one column per name.
+- ``("reach_angle", 8)`` or ``{"reach_angle": 8}``: a numeric column cut into 8 equal-width
+  bins over its range, or ``{"reach_angle": edges}`` with explicit bin edges (half-open
+  ``[e_i, e_i+1)``, the last bin closed). The condition value is the bin center. In a dict,
+  ``None`` keeps a column as it is, so ``{"maze": None, "reach_angle": 8}`` mixes both.
+- a callable ``f(trials: DataFrame) -> labels``: a sequence/Series of one label per trial, or
+  a DataFrame (one column per condition variable). Rows labelled None/NaN are dropped.
+
+Which trials are kept
+---------------------
+Dropped trials are counted per reason in ``mapper.report_`` (and the one-line summary is
+logged and printed to stderr when ``verbose``), never dropped silently: no condition label,
+``trial_filter``, not in the train/val/test values of a split column, NaN alignment event,
+window outside the recording, window outside a kept unit's ``obs_intervals``, and conditions
+left with fewer than 2 trials (dropped, not an error, because a split needs 2 per condition).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nwb_jedi.data.binning import (
+    EDGE_TOLERANCE,
+    bin_spikes,
+    n_bins_for,
+    resample_behavior,
+    smooth_counts,
+    windows_within,
+)
+from nwb_jedi.data.dataset import SPLIT_NAMES, TrialDataset
+from nwb_jedi.data.session import Session
+from nwb_jedi.errors import UserError
+
+logger = logging.getLogger("nwb_jedi")
+
+
+@dataclass
+class MapperReport:
+    """What `ConditionMapper.build` kept and dropped, and why."""
+
+    n_trials_total: int = 0
+    n_trials_kept: int = 0
+    trials_dropped: dict[str, int] = field(default_factory=dict)
+    n_units_total: int = 0
+    n_units_kept: int = 0
+    units_dropped: dict[str, int] = field(default_factory=dict)
+    conditions_dropped: list[str] = field(default_factory=list)
+    n_conditions: int = 0
+
+    def summary(self) -> str:
+        """One line: kept counts and every drop reason with its count."""
+        drops = ", ".join(f"{n} {why}" for why, n in self.trials_dropped.items() if n)
+        udrops = ", ".join(f"{n} {why}" for why, n in self.units_dropped.items() if n)
+        return (f"kept {self.n_trials_kept}/{self.n_trials_total} trials in "
+                f"{self.n_conditions} conditions and {self.n_units_kept}/{self.n_units_total} "
+                f"units; trials dropped: {drops or 'none'}; units dropped: {udrops or 'none'}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ConditionMapper:
+    """Map a Session's trials to conditions and bin aligned windows into a `TrialDataset`.
+
+    Parameters
+    ----------
+    by : str, sequence of str, (column, bins) tuple, dict or callable
+        How trials map to conditions (see the module docstring).
+    align : str or callable
+        Trials-table column with the alignment event time (s), or a callable on the trials
+        DataFrame returning one time per trial.
+    window : (start, stop)
+        Window around the event in seconds, e.g. ``(-0.25, 0.45)``.
+    bin_size : float
+        Bin width in seconds; the window must hold a whole number of bins.
+    align_reference : str, optional
+        Column added to the event times, for files that store event times relative to the
+        trial start (e.g. ``align="cue_start_time", align_reference="start_time"``).
+    trial_filter : str, callable or dict, optional
+        A pandas query string (``"success == True"``), a callable on the trials DataFrame
+        returning a boolean mask, or ``{column: value or list of values}``.
+    unit_filter : str or callable, optional
+        A pandas query string on the units DataFrame, or a callable returning a boolean mask.
+    min_rate_hz : float, optional
+        Drop units whose mean rate over the recording (their obs_intervals when present) is
+        below this.
+    exclude_heldout : bool
+        Drop units with ``heldout == True`` (NLB held-out neurons).
+    smooth_sd : float, optional
+        Gaussian smoothing of the counts, kernel sd in seconds (for rate views; the counts
+        stop being integers).
+    split : (train, val, test) fractions, or str
+        Fractions for a seeded split stratified by condition, or the name of a trials column
+        holding "train"/"val"/"test" (other values, e.g. NLB's "none", are dropped).
+    seed : int
+        Seed of the split.
+    behavior : bool or list of str
+        Resample all of the session's behavior series (True), none, or these names.
+    verbose : bool
+        Print the one-line report to stderr after `build`.
+    """
+
+    def __init__(self, by: Any, align: str | Callable, window: tuple[float, float],
+                 bin_size: float, align_reference: str | None = None,
+                 trial_filter: str | Callable | Mapping | None = None,
+                 unit_filter: str | Callable | None = None, min_rate_hz: float | None = None,
+                 exclude_heldout: bool = False, smooth_sd: float | None = None,
+                 split: Sequence[float] | str = (0.7, 0.15, 0.15), seed: int = 0,
+                 behavior: bool | Sequence[str] = True, verbose: bool = True):
+        self.by = by
+        self.align = align
+        self.window = (float(window[0]), float(window[1]))
+        self.bin_size = float(bin_size)
+        self.n_bins = n_bins_for(self.window, self.bin_size)
+        self.align_reference = align_reference
+        self.trial_filter = trial_filter
+        self.unit_filter = unit_filter
+        self.min_rate_hz = min_rate_hz
+        self.exclude_heldout = exclude_heldout
+        self.smooth_sd = smooth_sd
+        self.split = split
+        self.seed = seed
+        self.behavior = behavior
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ settings
+    def settings(self) -> dict[str, Any]:
+        """The mapper's settings as plain values (recorded in the dataset's metadata)."""
+        return {
+            "by": _describe(self.by), "align": _describe(self.align),
+            "align_reference": self.align_reference, "window": list(self.window),
+            "bin_size": self.bin_size, "trial_filter": _describe(self.trial_filter),
+            "unit_filter": _describe(self.unit_filter), "min_rate_hz": self.min_rate_hz,
+            "exclude_heldout": self.exclude_heldout, "smooth_sd": self.smooth_sd,
+            "split": self.split if isinstance(self.split, str) else list(self.split),
+            "seed": self.seed,
+        }
+
+    def __repr__(self) -> str:
+        s = self.settings()
+        return (f"ConditionMapper(by={s['by']}, align={s['align']}, window={tuple(self.window)}, "
+                f"bin_size={self.bin_size:g})")
+
+    # ------------------------------------------------------------------ build
+    def build(self, session: Session) -> TrialDataset:
+        """Turn `session` into a TrialDataset; the drop report is left in ``self.report_``.
+
+        Raises
+        ------
+        UserError
+            No trials table, a column that does not exist, no trials or units left after
+            filtering (naming the filter that removed them), or bad filter expressions.
+        """
+        trials = session.trials
+        if trials is None or len(trials) == 0:
+            raise UserError("the session has no trials table (intervals/trials), so trials "
+                            "cannot be mapped to conditions; run `nwb-jedi info SOURCE` to see "
+                            "what the file holds")
+        report = MapperReport(n_trials_total=len(trials), n_units_total=session.n_units)
+        self.report_ = report
+        keep = np.ones(len(trials), dtype=bool)
+
+        def drop(mask_ok: np.ndarray, reason: str, hint: str = "") -> None:
+            nonlocal keep
+            before = int(keep.sum())
+            removed = keep & ~mask_ok
+            report.trials_dropped[reason] = report.trials_dropped.get(reason, 0) + \
+                int(removed.sum())
+            keep = keep & mask_ok
+            if before and not keep.any():
+                raise UserError(f"no trials left: {reason} removed all {before} remaining "
+                                f"trials (of {len(trials)}); {hint or 'loosen that setting'}")
+
+        # conditions
+        labels, names = self._labels(trials)
+        drop(np.array([not _is_missing(v) for v in labels]), "no condition label")
+        # filter
+        if self.trial_filter is not None:
+            drop(self._filter_mask(trials), f"trial_filter {_describe(self.trial_filter)}")
+        # split column
+        split_values = None
+        if isinstance(self.split, str):
+            if self.split not in trials.columns:
+                raise UserError(f"split column {self.split!r} is not in the trials table; "
+                                f"columns are: {_cols(trials)}")
+            split_values = np.array([str(v).strip().lower() for v in trials[self.split]])
+            drop(np.isin(split_values, SPLIT_NAMES),
+                 f"{self.split} not train/val/test")
+        # alignment
+        align = self._align_times(trials)
+        drop(np.isfinite(align), "NaN alignment event")
+        win_start = align + self.window[0]
+        win_stop = align + self.window[1]
+        # units first: obs_intervals checks only concern the units we keep
+        unit_keep = self._unit_mask(session, report)
+        span = session.recording_span()
+        inside = (win_start >= span[0] - EDGE_TOLERANCE) & (win_stop <= span[1] + EDGE_TOLERANCE)
+        hint = ""
+        if not inside[keep].any() and "start_time" in trials:
+            start = trials["start_time"].to_numpy(dtype=float)
+            if np.nanmedian(align[keep]) < np.nanmin(start):
+                hint = (f"the {_describe(self.align)} values lie before every trial's "
+                        f"start_time, so if they are relative to the trial start pass "
+                        f"align_reference='start_time'")
+        drop(inside, "window outside the recording", hint)
+        if session.obs_intervals is not None:
+            ok = np.ones(len(trials), dtype=bool)
+            idx = np.flatnonzero(keep)
+            for u in np.flatnonzero(unit_keep):
+                ok[idx] &= windows_within(win_start[idx], win_stop[idx],
+                                          session.obs_intervals[u])
+            drop(ok, "window outside obs_intervals")
+        # conditions with < 2 trials
+        kept_labels = [labels[i] for i in np.flatnonzero(keep)]
+        counts = pd.Series(kept_labels).value_counts()
+        rare = set(counts.index[counts < 2])
+        if rare:
+            report.conditions_dropped = sorted(str(r) for r in rare)
+            drop(np.array([v not in rare for v in labels]),
+                 "condition with < 2 trials")
+
+        idx = np.flatnonzero(keep)
+        units = np.flatnonzero(unit_keep)
+        report.n_trials_kept = len(idx)
+        report.n_units_kept = len(units)
+
+        counts_arr = bin_spikes([session.spike_times[u] for u in units], win_start[idx],
+                                self.n_bins, self.bin_size)
+        if self.smooth_sd:
+            counts_arr = smooth_counts(counts_arr, self.smooth_sd, self.bin_size)
+        behavior = {}
+        wanted = self.behavior
+        for name, series in session.behavior.items():
+            if wanted is False or (wanted is not True and name not in wanted):
+                continue
+            behavior[name] = resample_behavior(series.timestamps, series.data, win_start[idx],
+                                               self.n_bins, self.bin_size).astype(np.float32)
+        time = self.window[0] + (np.arange(self.n_bins) + 0.5) * self.bin_size
+        trial_table = trials.iloc[idx].reset_index()
+        trial_ids = trials.index.to_numpy()[idx]
+        unit_table = session.units.iloc[units].reset_index(drop=True)
+        split_arg = split_values[idx] if split_values is not None else self.split
+        metadata = {"mapper": self.settings(), "session": dict(session.metadata),
+                    "source": dict(session.source)}
+        dataset = TrialDataset.from_arrays(
+            counts_arr, [labels[i] for i in idx], self.bin_size, trial_ids=trial_ids,
+            unit_ids=session.unit_ids[units], time=time, split=split_arg, seed=self.seed,
+            align_time=align[idx], behavior=behavior, condition_names=names,
+            units=unit_table, trials=trial_table, metadata=metadata)
+        report.n_conditions = dataset.n_conditions
+        dataset.metadata["report"] = report.as_dict()
+        logger.info("ConditionMapper: %s", report.summary())
+        if self.verbose:
+            print(f"nwb-jedi: {report.summary()}", file=sys.stderr)
+        return dataset
+
+    # ------------------------------------------------------------------ pieces
+    def _labels(self, trials: pd.DataFrame) -> tuple[list, list[str] | None]:
+        """One hashable label per trial (scalar or tuple) and the condition column names."""
+        by = self.by
+        if callable(by) and not isinstance(by, str):
+            result = by(trials)
+            if isinstance(result, pd.DataFrame):
+                names = [str(c) for c in result.columns]
+                return [_row_label(r) for r in result.itertuples(index=False)], names
+            values = list(result)
+            if len(values) != len(trials):
+                raise UserError(f"the `by` callable returned {len(values)} labels for "
+                                f"{len(trials)} trials; return one label per trial")
+            name = getattr(result, "name", None) or getattr(by, "__name__", "condition")
+            return [_scalar_label(v) for v in values], [str(name)]
+        spec = _normalise_by(by)
+        missing = [c for c in spec if c not in trials.columns]
+        if missing:
+            raise UserError(f"condition column(s) {missing} not in the trials table; columns "
+                            f"are: {_cols(trials)}")
+        columns = []
+        for col, bins in spec.items():
+            values = trials[col]
+            columns.append(_bin_column(values, bins, col) if bins is not None
+                           else [_scalar_label(v) for v in values])
+        names = list(spec)
+        if len(columns) == 1:
+            return columns[0], names
+        return [tuple(row) if not any(_is_missing(v) for v in row) else None
+                for row in zip(*columns, strict=True)], names
+
+    def _filter_mask(self, trials: pd.DataFrame) -> np.ndarray:
+        flt = self.trial_filter
+        if isinstance(flt, str):
+            try:
+                selected = trials.query(flt, engine="python")
+            except Exception as err:  # pandas raises many types for a bad expression
+                raise UserError(f"trial_filter {flt!r} could not be evaluated ({err}); columns "
+                                f"are: {_cols(trials)}") from None
+            return trials.index.isin(selected.index)
+        if isinstance(flt, Mapping):
+            mask = np.ones(len(trials), dtype=bool)
+            for col, want in flt.items():
+                if col not in trials.columns:
+                    raise UserError(f"trial_filter column {col!r} is not in the trials table; "
+                                    f"columns are: {_cols(trials)}")
+                wanted = list(want) if isinstance(want, list | tuple | set) else [want]
+                mask &= trials[col].isin(wanted).to_numpy()
+            return mask
+        if callable(flt):
+            mask = np.asarray(flt(trials), dtype=bool)
+            if mask.shape != (len(trials),):
+                raise UserError(f"trial_filter returned shape {mask.shape}; return one boolean "
+                                f"per trial ({len(trials)})")
+            return mask
+        raise UserError(f"trial_filter must be a query string, a dict or a callable, got "
+                        f"{type(flt).__name__}")
+
+    def _align_times(self, trials: pd.DataFrame) -> np.ndarray:
+        if callable(self.align) and not isinstance(self.align, str):
+            times = np.asarray(self.align(trials), dtype=np.float64)
+            if times.shape != (len(trials),):
+                raise UserError(f"the align callable returned shape {times.shape}; return one "
+                                f"time per trial ({len(trials)})")
+        else:
+            times = self._time_column(trials, self.align, "alignment")
+        if self.align_reference is not None:
+            times = times + self._time_column(trials, self.align_reference, "align_reference")
+        return times
+
+    @staticmethod
+    def _time_column(trials: pd.DataFrame, name: str, what: str) -> np.ndarray:
+        if name not in trials.columns:
+            times = [c for c in trials.columns if _is_time_column(trials[c])]
+            raise UserError(f"{what} column {name!r} is not in the trials table; time columns "
+                            f"are: {', '.join(times) or 'none'} (all columns: {_cols(trials)})")
+        try:
+            return trials[name].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"{what} column {name!r} does not hold numbers (seconds); choose "
+                            f"an event-time column") from None
+
+    def _unit_mask(self, session: Session, report: MapperReport) -> np.ndarray:
+        units = session.units
+        keep = np.ones(session.n_units, dtype=bool)
+
+        def drop(ok, reason):
+            nonlocal keep
+            report.units_dropped[reason] = int((keep & ~ok).sum())
+            keep = keep & ok
+            if not keep.any():
+                raise UserError(f"no units left: {reason} removed all remaining units; loosen "
+                                f"that setting")
+        if self.exclude_heldout:
+            if "heldout" in units.columns:
+                drop(~units["heldout"].fillna(False).to_numpy(dtype=bool), "heldout")
+            else:
+                report.units_dropped["heldout"] = 0
+        if self.min_rate_hz is not None:
+            drop(_unit_rates(session) >= self.min_rate_hz,
+                 f"rate < {self.min_rate_hz:g} Hz")
+        if self.unit_filter is not None:
+            flt = self.unit_filter
+            if isinstance(flt, str):
+                try:
+                    selected = units.reset_index(drop=True).query(flt, engine="python")
+                except Exception as err:
+                    raise UserError(f"unit_filter {flt!r} could not be evaluated ({err}); unit "
+                                    f"columns are: {_cols(units)}") from None
+                ok = np.zeros(len(units), dtype=bool)
+                ok[selected.index.to_numpy()] = True
+            else:
+                ok = np.asarray(flt(units), dtype=bool)
+            drop(ok, f"unit_filter {_describe(flt)}")
+        return keep
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _normalise_by(by) -> dict[str, Any]:
+    """`by` as an ordered {column: bins or None}."""
+    if isinstance(by, str):
+        return {by: None}
+    if isinstance(by, Mapping):
+        return {str(k): v for k, v in by.items()}
+    if isinstance(by, tuple) and len(by) == 2 and isinstance(by[0], str) and \
+            not isinstance(by[1], str):
+        return {by[0]: by[1]}
+    if isinstance(by, list | tuple) and by and all(isinstance(c, str) for c in by):
+        return {c: None for c in by}
+    raise UserError(f"`by` must be a column name, a list of names, (column, bins), a dict or a "
+                    f"callable, got {by!r}")
+
+
+def _bin_column(values: pd.Series, bins, col: str) -> list:
+    """Cut a numeric column into bins; label = bin center (None for NaN / outside edges)."""
+    try:
+        x = values.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"condition column {col!r} is not numeric, so it cannot be binned; "
+                        f"use it without bins") from None
+    finite = x[np.isfinite(x)]
+    if isinstance(bins, int | np.integer):
+        if bins < 1 or not len(finite):
+            raise UserError(f"cannot cut {col!r} into {bins} bins (need >= 1 bin and finite "
+                            f"values)")
+        edges = np.linspace(finite.min(), finite.max(), int(bins) + 1)
+    else:
+        edges = np.asarray(bins, dtype=np.float64)
+        if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
+            raise UserError(f"bin edges for {col!r} must be increasing numbers, got {bins!r}")
+    j = np.searchsorted(edges, x, side="right") - 1
+    j[x == edges[-1]] = len(edges) - 2  # the last bin is closed
+    centers = (edges[:-1] + edges[1:]) / 2
+    return [float(np.round(centers[i], 6)) if np.isfinite(v) and 0 <= i < len(centers) else None
+            for i, v in zip(j, x, strict=True)]
+
+
+def _unit_rates(session: Session) -> np.ndarray:
+    rates = np.zeros(session.n_units)
+    span = session.recording_span()
+    default = span[1] - span[0] if np.all(np.isfinite(span)) else np.nan
+    for u, spikes in enumerate(session.spike_times):
+        duration = default
+        if session.obs_intervals is not None and len(session.obs_intervals[u]):
+            o = session.obs_intervals[u]
+            duration = float(np.sum(o[:, 1] - o[:, 0]))
+        rates[u] = len(spikes) / duration if duration and duration > 0 else 0.0
+    return rates
+
+
+def _scalar_label(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray | list):
+        return tuple(_scalar_label(v) for v in value)
+    if _is_missing(value):
+        return None
+    return value
+
+
+def _row_label(row) -> Any:
+    values = tuple(_scalar_label(v) for v in row)
+    if any(v is None for v in values):
+        return None
+    return values if len(values) > 1 else values[0]
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float | np.floating):
+        return bool(np.isnan(value))
+    return False
+
+
+def _is_time_column(series: pd.Series) -> bool:
+    return series.dtype.kind == "f" and (str(series.name).endswith("_time")
+                                         or str(series.name).endswith("_times"))
+
+
+def _cols(df: pd.DataFrame) -> str:
+    return ", ".join(str(c) for c in df.columns) or "none"
+
+
+def _describe(value) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if callable(value):
+        return getattr(value, "__name__", repr(value))
+    if isinstance(value, Mapping):
+        return {str(k): _describe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_describe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return repr(value)
