@@ -1,0 +1,101 @@
+"""The hypernetwork: a condition embedding in, the weights of one recurrent network out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RNNWeights:
+    """Per-trial weights of the data-constrained RNN, batched over B trials.
+
+    Low rank: ``J = M Uᵀ / N`` with ``M, U`` of shape (B, N, R); full rank (ablation): ``J`` of
+    shape (B, N, N) and ``M``/``U`` are None. ``b`` and ``x0`` have shape (B, N).
+    """
+
+    b: torch.Tensor
+    x0: torch.Tensor
+    M: torch.Tensor | None = None
+    U: torch.Tensor | None = None
+    J: torch.Tensor | None = None
+
+    @property
+    def n_units(self) -> int:
+        return int(self.b.shape[-1])
+
+    def recurrent_input(self, rates: torch.Tensor) -> torch.Tensor:
+        """``J φ`` for a batch of activations φ of shape (B, N)."""
+        if self.J is not None:
+            return torch.bmm(self.J, rates.unsqueeze(-1)).squeeze(-1)
+        # Two thin matmuls (N×R each) instead of forming the N×N matrix: this is what makes the
+        # low-rank step cheap.
+        overlap = torch.bmm(rates.unsqueeze(1), self.U).squeeze(1) / self.n_units
+        return torch.bmm(self.M, overlap.unsqueeze(-1)).squeeze(-1)
+
+    def dense_J(self) -> torch.Tensor:
+        """The full (B, N, N) connectivity."""
+        if self.J is not None:
+            return self.J
+        return torch.bmm(self.M, self.U.transpose(1, 2)) / self.n_units
+
+
+class HyperNetwork(nn.Module):
+    """MLP ``d → H → H → P`` (ELU) mapping embeddings to RNN weights.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Size d of the condition embedding.
+    n_units : int
+        Number N of recorded neurons (= RNN units).
+    rank : int or None
+        Rank R of the connectivity; None emits a full N×N matrix (ablation only).
+    hidden : int
+        Width H of the two hidden layers.
+    """
+
+    def __init__(self, embed_dim: int, n_units: int, rank: int | None, hidden: int = 128):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.n_units = n_units
+        self.rank = rank
+        n = n_units
+        self.sizes = ({"M": n * rank, "U": n * rank} if rank is not None else {"J": n * n})
+        self.sizes.update({"b": n, "x0": n})
+        self.layers = nn.Sequential(
+            nn.Linear(embed_dim, hidden), nn.ELU(),
+            nn.Linear(hidden, hidden), nn.ELU(),
+            nn.Linear(hidden, sum(self.sizes.values())),
+        )
+        self._init_output_bias()
+
+    def _init_output_bias(self) -> None:
+        # The output bias is the part of the weights shared by every condition. Start the
+        # low-rank factors as unit-variance random vectors (J small, ~sqrt(R/N)), the bias at 0
+        # and the initial state near 0, so training starts from decaying, stable dynamics.
+        last = self.layers[-1]
+        with torch.no_grad():
+            chunks = []
+            for name, size in self.sizes.items():
+                if name in ("M", "U"):
+                    chunks.append(torch.randn(size))
+                elif name == "J":
+                    chunks.append(torch.randn(size) / self.n_units ** 0.5 * 0.5)
+                else:
+                    chunks.append(torch.zeros(size))
+            last.bias.copy_(torch.cat(chunks))
+
+    def forward(self, embeddings: torch.Tensor) -> RNNWeights:
+        out = self.layers(embeddings)
+        parts = dict(zip(self.sizes, torch.split(out, list(self.sizes.values()), dim=-1),
+                         strict=True))
+        batch = embeddings.shape[0]
+        n = self.n_units
+        if self.rank is not None:
+            return RNNWeights(b=parts["b"], x0=parts["x0"],
+                              M=parts["M"].reshape(batch, n, self.rank),
+                              U=parts["U"].reshape(batch, n, self.rank))
+        return RNNWeights(b=parts["b"], x0=parts["x0"], J=parts["J"].reshape(batch, n, n))

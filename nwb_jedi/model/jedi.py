@@ -1,0 +1,749 @@
+"""The JEDI estimator (scikit-learn style): embeddings → hypernetwork → low-rank RNN of neurons.
+
+JEDI (Jamkhandi, Korojy, Codol, Lajoie, Perich, 2026) fits one hierarchical model to all
+conditions: each condition has a learned embedding ``e_c``; a hypernetwork maps it to the
+weights ``(M, U, b, x0)`` of a data-constrained RNN whose units are the recorded neurons, with
+connectivity ``J = M Uᵀ / N``. The condition lives in the weights, not in an input.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from nwb_jedi._version import __version__
+from nwb_jedi.analysis import metrics
+from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.errors import ModelFileError, UserError
+from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
+from nwb_jedi.model.rnn import Readout, gaussian_nll, poisson_nll, simulate
+from nwb_jedi.model.rnn import step as rnn_step
+from nwb_jedi.model.train import run_training, threads_for_step_size
+
+FORMAT_NAME = "nwb_jedi.JEDI"
+FORMAT_VERSION = 1
+_EVAL_BATCH = 256  # trials per forward pass when predicting: bounds memory, not results
+
+
+class _JEDIModule(nn.Module):
+    """All trainable tensors of a JEDI model."""
+
+    def __init__(self, n_conditions: int, n_units: int, embed_dim: int, hidden: int,
+                 rank: int | None, observation: str, n_trial_offsets: int = 0):
+        super().__init__()
+        self.embeddings = nn.Parameter(torch.randn(n_conditions, embed_dim))
+        self.trial_offsets = nn.Parameter(torch.zeros(n_trial_offsets, embed_dim))
+        self.hypernet = HyperNetwork(embed_dim, n_units, rank, hidden)
+        self.readout = Readout(n_units, observation)
+        # Normalization of the Gaussian targets (identity for Poisson), kept with the model.
+        self.register_buffer("target_mean", torch.zeros(n_units))
+        self.register_buffer("target_std", torch.ones(n_units))
+
+    def trial_embeddings(self, condition: torch.Tensor,
+                         offset_index: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embeddings[condition]
+        if offset_index is not None and self.trial_offsets.shape[0]:
+            known = offset_index >= 0
+            offsets = self.trial_offsets[offset_index.clamp_min(0)]
+            emb = emb + offsets * known.unsqueeze(-1)
+        return emb
+
+    def forward(self, condition: torch.Tensor, n_steps: int, alpha: float,
+                offset_index: torch.Tensor | None = None, noise_std: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        weights = self.hypernet(self.trial_embeddings(condition, offset_index))
+        activity = simulate(weights, n_steps, alpha, noise_std, generator)
+        return self.readout(activity)
+
+
+class JEDI:
+    """Jointly Embedded Inference of Neural Dynamics.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Size d of each condition's embedding.
+    hidden : int
+        Width H of the hypernetwork's two hidden layers.
+    rank : int or None
+        Rank R of the connectivity ``J = M Uᵀ / N``. ``None`` emits a full-rank J (ablation only).
+    tau : float
+        Time constant of the units in seconds; the step is α = bin_size / tau (capped at 1).
+    observation : {"poisson", "gaussian"}
+        Poisson likelihood on spike counts, or Gaussian on smoothed normalized rates (the
+        paper's dRNN setting).
+    trial_embeddings : bool
+        Learn a per-trial offset δ_k added to the condition embedding (L2 penalized).
+    trial_penalty : float
+        Weight of the L2 penalty on per-trial offsets.
+    noise_std : float
+        Standard deviation σ of the process noise during training (none when predicting).
+    lr, embed_lr : float
+        Adam learning rates of the network (hypernetwork and readout) and of the embeddings.
+    weight_decay : float
+        L2 weight decay on the network parameters.
+    max_epochs, patience : int
+        Training budget and early-stopping patience (epochs without validation improvement).
+    batch_size : int
+        Trials per minibatch.
+    grad_clip : float
+        Maximum gradient norm.
+    smooth_sd : float
+        Gaussian smoothing (s) of the targets for ``observation="gaussian"``.
+    device : str
+        "auto" (CUDA when available), "cpu" or "cuda".
+    seed : int
+        Seed of initialization, minibatch order and training noise.
+    progress : bool
+        Show a progress bar while fitting.
+
+    Attributes
+    ----------
+    embeddings_ : ndarray (C, d)
+        One embedding per condition, rows in the order of `conditions_`.
+    conditions_ : DataFrame
+        The conditions the model knows (from the training data).
+    history_ : dict of lists
+        Per-epoch ``train_loss`` and ``val_loss``.
+    unit_id_ : ndarray (N,)
+        Identifiers of the modelled neurons.
+    bin_size_ : float
+        Bin width the model was fitted at (s).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 8,
+        hidden: int = 128,
+        rank: int | None = 4,
+        tau: float = 0.05,
+        observation: str = "poisson",
+        trial_embeddings: bool = False,
+        trial_penalty: float = 1e-2,
+        noise_std: float = 0.05,
+        lr: float = 2e-3,
+        embed_lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        max_epochs: int = 500,
+        patience: int = 40,
+        batch_size: int = 64,
+        grad_clip: float = 1.0,
+        smooth_sd: float = 0.04,
+        device: str = "auto",
+        seed: int = 0,
+        progress: bool = False,
+    ):
+        self.embed_dim = embed_dim
+        self.hidden = hidden
+        self.rank = rank
+        self.tau = tau
+        self.observation = observation
+        self.trial_embeddings = trial_embeddings
+        self.trial_penalty = trial_penalty
+        self.noise_std = noise_std
+        self.lr = lr
+        self.embed_lr = embed_lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.grad_clip = grad_clip
+        self.smooth_sd = smooth_sd
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ sklearn protocol
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> JEDI:
+        """Set hyperparameters (scikit-learn protocol); returns self."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise ValueError(f"JEDI has no hyperparameter {name!r}; valid ones are "
+                                 f"{', '.join(self._param_names())}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = JEDI().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return "JEDI(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+
+    def _check_params(self) -> None:
+        if self.observation not in ("poisson", "gaussian"):
+            raise UserError(f"observation must be 'poisson' or 'gaussian', got "
+                            f"{self.observation!r}")
+        for name in ("embed_dim", "hidden", "max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.rank is not None and (not isinstance(self.rank, int | np.integer)
+                                      or self.rank < 1):
+            raise UserError(f"rank must be a positive integer or None, got {self.rank!r}")
+        for name in ("tau", "lr", "embed_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a positive number, got {value!r}")
+        if self.noise_std < 0 or self.trial_penalty < 0:
+            raise UserError("noise_std and trial_penalty must be >= 0")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise UserError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+    # ------------------------------------------------------------------ fitted state
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise UserError("this JEDI model is not fitted yet; call fit(train, val) first")
+
+    @property
+    def embeddings_(self) -> np.ndarray:
+        self._check_fitted()
+        return self.module_.embeddings.detach().cpu().numpy().copy()
+
+    @property
+    def n_units_(self) -> int:
+        self._check_fitted()
+        return self.module_.hypernet.n_units
+
+    @property
+    def alpha_(self) -> float:
+        """Integration step α = Δ/τ actually used (capped at 1 for stability)."""
+        return min(1.0, self.bin_size_ / self.tau)
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("device='cuda' was asked for but no CUDA GPU is available; use "
+                            "device='auto' or 'cpu'")
+        return torch.device(self.device)
+
+    def _build_module(self, n_conditions: int, n_units: int, n_offsets: int) -> _JEDIModule:
+        # Initialization draws from a private generator state so that fitting never depends
+        # on (or disturbs) the caller's global torch random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            module = _JEDIModule(n_conditions, n_units, self.embed_dim, self.hidden, self.rank,
+                                 self.observation, n_offsets)
+        return module
+
+    # ------------------------------------------------------------------ data plumbing
+    def _targets(self, ds: TrialDataset) -> np.ndarray:
+        """What the observation model is fitted to: counts, or normalized smoothed rates."""
+        if self.observation == "poisson":
+            return ds.counts
+        rates = metrics.smooth(ds.counts / ds.bin_size, self.smooth_sd / ds.bin_size)
+        mean = self.module_.target_mean.cpu().numpy()
+        std = self.module_.target_std.cpu().numpy()
+        return ((rates - mean) / std).astype(np.float32)
+
+    def _loss(self, output: torch.Tensor, target: torch.Tensor,
+              unit_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.observation == "poisson":
+            return poisson_nll(output, target, unit_mask)
+        return gaussian_nll(output, target, unit_mask)
+
+    def _condition_index(self, ds: TrialDataset) -> np.ndarray:
+        """Each trial's row in `conditions_`, matched by condition label."""
+        known = {label: i for i, label in enumerate(self.conditions_["label"].astype(str))}
+        labels = ds.conditions["label"].astype(str).to_numpy()
+        missing = sorted({labels[c] for c in np.unique(ds.condition)} - set(known))
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            raise UserError(f"{len(missing)} condition(s) of this data are unknown to the model "
+                            f"({shown}); fit embeddings for them first with "
+                            f"model.infer_embeddings(dataset)")
+        table_to_model = np.array([known.get(label, -1) for label in labels])
+        return table_to_model[ds.condition]
+
+    def _offset_index(self, ds: TrialDataset) -> np.ndarray:
+        """Each trial's row in the per-trial offsets, or -1 when the trial has none."""
+        ids = getattr(self, "trial_offset_ids_", None)
+        if ids is None or len(ids) == 0:
+            return np.full(ds.n_trials, -1)
+        lookup = {str(t): i for i, t in enumerate(ids)}
+        return np.array([lookup.get(str(t), -1) for t in ds.trial_id])
+
+    def _check_compatible(self, ds: TrialDataset) -> None:
+        if not isinstance(ds, TrialDataset):
+            raise UserError(f"expected a TrialDataset, got {type(ds).__name__}; build one with "
+                            f"TrialDataset.from_arrays or ConditionMapper.build")
+        if ds.n_units != self.n_units_:
+            raise UserError(f"the data have {ds.n_units} neurons but the model was fitted on "
+                            f"{self.n_units_}; use the same units (check the unit filters)")
+        if not np.array_equal(np.asarray(ds.unit_id).astype(str),
+                              np.asarray(self.unit_id_).astype(str)):
+            raise UserError("the data's unit ids differ from the model's; the model's units are "
+                            "recorded neurons, so apply it only to data with the same units")
+        if not math.isclose(ds.bin_size, self.bin_size_, rel_tol=1e-6):
+            raise UserError(f"the data are binned at {ds.bin_size * 1e3:g} ms but the model was "
+                            f"fitted at {self.bin_size_ * 1e3:g} ms; rebin with --bin-ms "
+                            f"{self.bin_size_ * 1e3:g}")
+
+    def _forward_batches(self, condition: np.ndarray, offset_index: np.ndarray,
+                         n_steps: int) -> np.ndarray:
+        device = next(self.module_.parameters()).device
+        outputs = []
+        with torch.no_grad(), threads_for_step_size(min(len(condition), _EVAL_BATCH)
+                                                    * self.n_units_):
+            for start in range(0, len(condition), _EVAL_BATCH):
+                sl = slice(start, start + _EVAL_BATCH)
+                out = self.module_(torch.as_tensor(condition[sl], device=device), n_steps,
+                                   self.alpha_, torch.as_tensor(offset_index[sl], device=device))
+                outputs.append(out.cpu().numpy())
+        if not outputs:
+            return np.zeros((0, n_steps, self.n_units_), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def _output_to_rates(self, output: np.ndarray) -> np.ndarray:
+        if self.observation == "poisson":
+            return output / self.bin_size_
+        mean = self.module_.target_mean.cpu().numpy()
+        std = self.module_.target_std.cpu().numpy()
+        return np.maximum(output * std + mean, 0.0)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: TrialDataset, val: TrialDataset | None = None) -> JEDI:
+        """Fit embeddings, hypernetwork and readout to the training trials.
+
+        Parameters
+        ----------
+        train : TrialDataset
+            Trials to fit (typically ``ds.train``).
+        val : TrialDataset, optional
+            Trials for early stopping (typically ``ds.val``); without it, training stops when
+            the training loss stops improving.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if not isinstance(train, TrialDataset):
+            raise UserError(f"fit expects a TrialDataset, got {type(train).__name__}")
+        if train.n_trials == 0:
+            raise UserError("the training set has no trials; check the split")
+        if val is not None and val.n_trials == 0:
+            val = None
+        device = self._resolve_device()
+        self.bin_size_ = train.bin_size
+        self.unit_id_ = np.asarray(train.unit_id)
+        self.conditions_ = train.conditions.reset_index(drop=True).copy()
+        self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
+                                  else np.asarray([], dtype=np.int64))
+        if self.rank is not None and self.rank > train.n_units:
+            raise UserError(f"rank {self.rank} exceeds the number of neurons "
+                            f"({train.n_units}); choose rank <= {train.n_units}")
+        self.module_ = self._build_module(len(self.conditions_), train.n_units,
+                                          len(self.trial_offset_ids_))
+        self._init_readout(train)
+        self.module_.to(device)
+
+        start = time.perf_counter()
+        self.history_ = self._optimize(train, val, train_network=True)
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_epochs_ = len(self.history_["epoch"])
+        return self
+
+    def _init_readout(self, train: TrialDataset) -> None:
+        """Start every neuron at its mean rate, so early training shapes dynamics, not offsets."""
+        with torch.no_grad():
+            if self.observation == "poisson":
+                mean_count = np.maximum(train.counts.mean(axis=(0, 1)), 1e-3)
+                inverse_softplus = mean_count + np.log(-np.expm1(-mean_count))
+                self.module_.readout.offset.copy_(torch.as_tensor(inverse_softplus,
+                                                                  dtype=torch.float32))
+            else:
+                rates = metrics.smooth(train.counts / train.bin_size,
+                                       self.smooth_sd / train.bin_size)
+                mean = rates.mean(axis=(0, 1))
+                std = np.maximum(rates.std(axis=(0, 1)), 1e-3)
+                self.module_.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+                self.module_.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def _optimize(self, train: TrialDataset, val: TrialDataset | None, *,
+                  train_network: bool, unit_mask: np.ndarray | None = None,
+                  max_epochs: int | None = None, description: str = "JEDI fit") -> dict:
+        module = self.module_
+        device = next(module.parameters()).device
+        n_steps = train.n_bins
+        alpha = self.alpha_
+        targets = torch.as_tensor(self._targets(train), device=device)
+        condition = torch.as_tensor(self._condition_index(train), device=device)
+        offsets = torch.as_tensor(self._offset_index(train), device=device)
+        mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
+                                                              device=device)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+
+        network = list(module.hypernet.parameters()) + list(module.readout.parameters())
+        embed_params = [module.embeddings]
+        if module.trial_offsets.shape[0]:
+            embed_params.append(module.trial_offsets)
+        for p in network:
+            p.requires_grad_(train_network)
+        groups = [{"params": embed_params, "lr": self.embed_lr, "weight_decay": 0.0}]
+        if train_network:
+            groups.append({"params": network, "lr": self.lr, "weight_decay": self.weight_decay})
+        optimizer = torch.optim.Adam(groups)
+
+        def batch_loss(batch: np.ndarray) -> torch.Tensor:
+            idx = torch.as_tensor(batch, device=device)
+            out = module(condition[idx], n_steps, alpha, offsets[idx], self.noise_std,
+                         generator)
+            loss = self._loss(out, targets[idx], mask)
+            if module.trial_offsets.shape[0]:
+                known = offsets[idx][offsets[idx] >= 0]
+                if len(known):
+                    loss = loss + self.trial_penalty * module.trial_offsets[known].pow(2).sum(
+                        -1).mean()
+            return loss
+
+        val_loss = None
+        if val is not None:
+            val_targets = torch.as_tensor(self._targets(val), device=device)
+            val_condition = self._condition_index(val)
+            val_offsets = self._offset_index(val)
+
+            def val_loss() -> float:
+                out = torch.as_tensor(self._forward_batches(val_condition, val_offsets,
+                                                            val.n_bins), device=device)
+                return float(self._loss(out, val_targets, mask))
+
+        try:
+            with threads_for_step_size(self.batch_size * train.n_units):
+                return run_training(
+                    batch_loss, train.n_trials, optimizer,
+                    [p for g in groups for p in g["params"]], module,
+                    val_loss=val_loss, max_epochs=max_epochs or self.max_epochs,
+                    patience=self.patience, batch_size=self.batch_size,
+                    grad_clip=self.grad_clip, seed=self.seed, progress=self.progress,
+                    description=description,
+                )
+        finally:
+            for p in network:
+                p.requires_grad_(True)
+
+    # ------------------------------------------------------------------ using the fit
+    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
+        """Predicted firing rates in Hz, shape (K, T, N), for the trials of `ds`.
+
+        Trials whose condition the model knows use its embedding (plus the trial's own offset
+        when it was fitted with per-trial embeddings).
+        """
+        self._check_fitted()
+        self._check_compatible(ds)
+        output = self._forward_batches(self._condition_index(ds), self._offset_index(ds),
+                                       ds.n_bins)
+        return self._output_to_rates(output).astype(np.float32)
+
+    def score(self, ds: TrialDataset) -> dict[str, float]:
+        """Metrics of the predicted rates on `ds` (use held-out trials).
+
+        Returns
+        -------
+        dict
+            ``bits_per_spike`` (vs a per-neuron mean-rate null), ``psth_r2``
+            (condition-averaged), ``r2`` (single trial, smoothed data), and ``r2_true``
+            when `ds` carries ground-truth rates (synthetic data).
+        """
+        rates = self.predict_rates(ds)
+        out = {
+            "bits_per_spike": metrics.bits_per_spike(rates, ds.counts, ds.bin_size),
+            "psth_r2": metrics.psth_r2(rates, ds.counts, ds.condition, ds.n_conditions,
+                                       ds.bin_size),
+            "r2": metrics.single_trial_r2(rates, ds.counts, ds.bin_size),
+            "n_trials": float(ds.n_trials),
+        }
+        if ds.ground_truth and "trial_rates" in ds.ground_truth:
+            out["r2_true"] = metrics.rate_r2(rates, ds.ground_truth["trial_rates"])
+        return out
+
+    def _condition_row(self, condition: int | str) -> int:
+        self._check_fitted()
+        if isinstance(condition, int | np.integer):
+            if not 0 <= condition < len(self.conditions_):
+                raise UserError(f"condition index {condition} is out of range; the model has "
+                                f"{len(self.conditions_)} conditions")
+            return int(condition)
+        labels = list(self.conditions_["label"].astype(str))
+        if str(condition) not in labels:
+            raise UserError(f"unknown condition {condition!r}; known: {', '.join(labels[:10])}")
+        return labels.index(str(condition))
+
+    def _weights(self, condition: int | str) -> RNNWeights:
+        row = self._condition_row(condition)
+        with torch.no_grad():
+            emb = self.module_.embeddings[row:row + 1]
+            return self.module_.hypernet(emb)
+
+    def condition_weights(self, condition: int | str) -> dict[str, np.ndarray]:
+        """The RNN weights of one condition: ``M``, ``U`` (N×R), ``J`` (N×N), ``b``, ``x0``."""
+        w = self._weights(condition)
+        out = {"J": w.dense_J()[0].cpu().numpy(), "b": w.b[0].cpu().numpy(),
+               "x0": w.x0[0].cpu().numpy()}
+        if w.M is not None:
+            out["M"] = w.M[0].cpu().numpy()
+            out["U"] = w.U[0].cpu().numpy()
+        return out
+
+    def eigenvalues(self, condition: int | str) -> np.ndarray:
+        """Nonzero eigenvalues of J for a condition, sorted by decreasing modulus.
+
+        For low rank these are the eigenvalues of the R×R matrix ``Uᵀ M / N`` (J has the
+        same nonzero spectrum), which costs R³ instead of N³.
+        """
+        w = self._weights(condition)
+        with torch.no_grad():
+            if w.M is not None:
+                small = (w.U[0].T @ w.M[0]) / w.n_units
+                values = torch.linalg.eigvals(small.double().cpu())
+            else:
+                values = torch.linalg.eigvals(w.J[0].double().cpu())
+        values = values.numpy()
+        return values[np.argsort(-np.abs(values), kind="stable")]
+
+    def step_fn(self, condition: int | str):
+        """A torch callable ``x ↦ x_next`` (noiseless) for one condition, for states (..., N).
+
+        Differentiable in x, so it serves fixed-point finders and Jacobians.
+        """
+        w = self._weights(condition)
+        alpha = self.alpha_
+
+        def step(x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            flat = x.reshape(-1, shape[-1]).to(w.b.dtype)
+            batch = flat.shape[0]
+            expanded = RNNWeights(
+                b=w.b.expand(batch, -1), x0=w.x0.expand(batch, -1),
+                M=None if w.M is None else w.M.expand(batch, -1, -1),
+                U=None if w.U is None else w.U.expand(batch, -1, -1),
+                J=None if w.J is None else w.J.expand(batch, -1, -1))
+            return rnn_step(expanded, flat, alpha).reshape(shape)
+
+        return step
+
+    def simulate_states(self, condition: int | str, n_steps: int) -> np.ndarray:
+        """Noiseless activity φ(x_t) of one condition, shape (n_steps, N)."""
+        w = self._weights(condition)
+        with torch.no_grad():
+            return simulate(w, n_steps, self.alpha_)[0].cpu().numpy()
+
+    def infer_embeddings(self, ds: TrialDataset, *, per_trial: bool = False,
+                         unit_mask: np.ndarray | None = None, max_epochs: int | None = None,
+                         val: TrialDataset | None = None) -> JEDI:
+        """Fit embeddings for the conditions (and optionally trials) of new data.
+
+        The hypernetwork and readout stay frozen; only embeddings are optimized. This is how
+        a shared model is applied to another session, and how generalization to unseen
+        conditions is measured.
+
+        Parameters
+        ----------
+        ds : TrialDataset
+            Trials to infer from (their units must be the model's).
+        per_trial : bool
+            Also fit a per-trial offset for every trial of `ds`.
+        unit_mask : array of bool (N,), optional
+            Fit only to these neurons (co-smoothing: infer from held-in neurons).
+        max_epochs : int, optional
+            Budget; defaults to the model's `max_epochs`.
+        val : TrialDataset, optional
+            Trials of the same conditions for early stopping.
+
+        Returns
+        -------
+        JEDI
+            A new fitted model whose `conditions_` are those of `ds`; the network weights are
+            shared (copied) from this model.
+        """
+        self._check_fitted()
+        self._check_compatible(ds)
+        if ds.n_trials == 0:
+            raise UserError("no trials to infer embeddings from")
+        new = JEDI(**self.get_params())
+        new.trial_embeddings = per_trial
+        new.bin_size_ = self.bin_size_
+        new.unit_id_ = self.unit_id_
+        new.conditions_ = ds.conditions.reset_index(drop=True).copy()
+        new.trial_offset_ids_ = (np.asarray(ds.trial_id) if per_trial
+                                 else np.asarray([], dtype=np.int64))
+        device = next(self.module_.parameters()).device
+        new.module_ = new._build_module(len(new.conditions_), self.n_units_,
+                                        len(new.trial_offset_ids_)).to(device)
+        state = {k: v for k, v in self.module_.state_dict().items()
+                 if k not in ("embeddings", "trial_offsets")}
+        new.module_.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            # Start every new condition at the centre of the known embeddings: the most
+            # neutral guess, and the same for all, so only the data separate them.
+            new.module_.embeddings.copy_(self.module_.embeddings.mean(0, keepdim=True).expand(
+                len(new.conditions_), -1))
+        start = time.perf_counter()
+        new.history_ = new._optimize(ds, val, train_network=False, unit_mask=unit_mask,
+                                     max_epochs=max_epochs, description="JEDI embeddings")
+        new.fit_seconds_ = time.perf_counter() - start
+        new.n_epochs_ = len(new.history_["epoch"])
+        return new
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted model as a JSON-able config and named numpy arrays (no pickle needed)."""
+        self._check_fitted()
+        config = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "params": {k: v for k, v in self.get_params().items() if k != "progress"},
+            "n_units": self.n_units_,
+            "bin_size": self.bin_size_,
+            "unit_id": _jsonable_list(self.unit_id_),
+            "conditions": _table_to_json(self.conditions_),
+            "trial_offset_ids": _jsonable_list(self.trial_offset_ids_),
+            "history": {k: [_jsonable(v) for v in vals]
+                        for k, vals in getattr(self, "history_", {}).items()},
+            "versions": package_versions(),
+        }
+        tensors = {name: t.detach().cpu().numpy().copy()
+                   for name, t in self.module_.state_dict().items()}
+        return config, tensors
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> JEDI:
+        """Rebuild a fitted model from `get_state` output, refusing anything malformed.
+
+        Raises
+        ------
+        ModelFileError
+            Unknown format or version, unknown hyperparameters, missing or unexpected tensors,
+            non-numeric (object) arrays, wrong shapes, or NaN/inf values.
+        """
+        if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+            raise ModelFileError("this is not a nwb_jedi JEDI model (its config names no "
+                                 f"'{FORMAT_NAME}' format)")
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"model format version {config.get('format_version')!r} is not "
+                                 f"supported by nwb_jedi {__version__} (which reads version "
+                                 f"{FORMAT_VERSION}); upgrade nwb_jedi")
+        params = dict(config.get("params", {}))
+        unknown = set(params) - set(cls._param_names())
+        if unknown:
+            raise ModelFileError(f"the model config has unknown hyperparameters "
+                                 f"{sorted(unknown)}; it was written by another nwb_jedi "
+                                 f"version")
+        try:
+            model = cls(**params)
+            model.device = "cpu"
+            model._check_params()
+            model.bin_size_ = float(config["bin_size"])
+            model.unit_id_ = np.asarray(config["unit_id"])
+            model.conditions_ = _table_from_json(config["conditions"])
+            model.trial_offset_ids_ = np.asarray(config.get("trial_offset_ids", []))
+            n_units = int(config["n_units"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"the model config is incomplete or malformed ({err}); the "
+                                 f"file is damaged or not a JEDI model") from None
+        module = model._build_module(len(model.conditions_), n_units,
+                                     len(model.trial_offset_ids_))
+        expected = module.state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        if missing or extra:
+            raise ModelFileError(f"the model's tensors do not match its config (missing: "
+                                 f"{missing[:5]}, unexpected: {extra[:5]}); the file is damaged")
+        state = {}
+        for name, ref in expected.items():
+            arr = tensors[name]
+            if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+                kind = getattr(arr, "dtype", type(arr))
+                raise ModelFileError(f"tensor {name!r} has dtype {kind}, not floating point; "
+                                     f"refusing to load it")
+            if tuple(arr.shape) != tuple(ref.shape):
+                raise ModelFileError(f"tensor {name!r} has shape {tuple(arr.shape)}, expected "
+                                     f"{tuple(ref.shape)}; the file is damaged")
+            if not np.all(np.isfinite(arr)):
+                raise ModelFileError(f"tensor {name!r} contains NaN or infinite values; "
+                                     f"refusing to load it")
+            state[name] = torch.as_tensor(np.ascontiguousarray(arr), dtype=ref.dtype)
+        module.load_state_dict(state)
+        module.eval()
+        model.module_ = module
+        model.history_ = {k: list(v) for k, v in config.get("history", {}).items()}
+        model.n_epochs_ = len(model.history_.get("epoch", []))
+        return model
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write config + tensors + versions to one ``.npz`` file (no pickle), atomically."""
+        config, tensors = self.get_state()
+        path = os.fspath(path)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, __config__=np.array(json.dumps(config)),
+                         **{f"tensor/{k}": v for k, v in tensors.items()})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> JEDI:
+        """Load a model written by `save`; never unpickles."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                config = json.loads(str(data["__config__"]))
+                tensors = {k[len("tensor/"):]: data[k] for k in data.files
+                           if k.startswith("tensor/")}
+        except FileNotFoundError:
+            raise
+        except (ValueError, KeyError, OSError, json.JSONDecodeError) as err:
+            raise ModelFileError(f"{path} is not a readable nwb_jedi model file ({err})") \
+                from None
+        return cls.from_state(config, tensors)
+
+
+# ---------------------------------------------------------------------- helpers
+def package_versions() -> dict[str, str]:
+    """Versions recorded with every saved model."""
+    return {"nwb_jedi": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _jsonable_list(values) -> list:
+    return [_jsonable(v) for v in np.asarray(values).tolist()]
+
+
+def _table_to_json(table: pd.DataFrame) -> dict[str, Any]:
+    return {"columns": [str(c) for c in table.columns],
+            "rows": [[_jsonable(v) for v in row] for row in table.itertuples(index=False)]}
+
+
+def _table_from_json(data: dict[str, Any]) -> pd.DataFrame:
+    table = pd.DataFrame([list(r) for r in data["rows"]], columns=list(data["columns"]))
+    if "label" not in table.columns:
+        raise ValueError("the conditions table has no 'label' column")
+    return table
