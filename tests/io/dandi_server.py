@@ -5,6 +5,7 @@ It answers the REST calls the real ``dandi`` client (0.81) makes to resolve an a
 - ``GET /server-info`` and ``GET /api/info/``: server info read by ``dandi.utils.get_instance``;
 - ``GET /api/auth/token``: token check made by ``DandiAPIClient.authenticate``;
 - ``GET /api/dandisets/<id>/``: dandiset data with draft and most recent published version;
+- ``GET /api/dandisets/<id>/versions/``: all versions;
 - ``GET /api/dandisets/<id>/versions/<v>/info/``: one version;
 - ``GET /api/dandisets/<id>/versions/<v>/assets/?path=&page=&page_size=``: paginated asset list;
 - ``GET /api/dandisets/<id>/versions/<v>/assets/<asset id>/``: asset metadata with ``contentUrl``;
@@ -195,6 +196,7 @@ _ROUTES = [
     ("info", re.compile(r"^/(server-info|api/info/?)$")),
     ("token", re.compile(r"^/api/auth/token/?$")),
     ("dandiset", re.compile(r"^/api/dandisets/(?P<d>\d+)/$")),
+    ("versions", re.compile(r"^/api/dandisets/(?P<d>\d+)/versions/$")),
     ("version", re.compile(rf"^/api/dandisets/(?P<d>\d+)/versions/{_VERSION_RE}/info/$")),
     ("assets", re.compile(rf"^/api/dandisets/(?P<d>\d+)/versions/{_VERSION_RE}/assets/$")),
     ("asset", re.compile(
@@ -284,6 +286,13 @@ class _Handler(BaseHTTPRequestHandler):
         ds = self._lookup(d, head)
         if ds:
             self._json(self.owner._dandiset_json(ds), head=head)
+
+    def _r_versions(self, head: bool, query: dict, d: str) -> None:
+        ds = self._lookup(d, head)
+        if ds:
+            order = [*ds.published, "draft"]
+            self._json({"count": len(order), "next": None, "previous": None,
+                        "results": [self.owner._version_json(ds, v) for v in order]}, head=head)
 
     def _r_version(self, head: bool, query: dict, d: str, v: str) -> None:
         ds = self._lookup(d, head, v)

@@ -1,0 +1,95 @@
+"""Fixtures for the source tests: a DANDI-compatible server on 127.0.0.1 and NWB files."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.io.dandi_server import DandiTestServer
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+REAL_000006 = DATA / "sub-anm369963_ses-20170228.nwb"
+REAL_000006_SHARED = Path("/work/shared/data/nwb_fixtures/sub-anm369963_ses-20170228.nwb")
+
+PINNED = "0.220113.0400"
+REAL_PATH = "sub-anm369963/sub-anm369963_ses-20170228.nwb"
+BIG_PATH = "sub-big/sub-big_ses-1_ecephys.nwb"
+
+
+def real_000006() -> Path:
+    """The real DANDI:000006 file shipped in tests/data (copied from the shared fixtures)."""
+    if not REAL_000006.exists() and REAL_000006_SHARED.exists():
+        DATA.mkdir(exist_ok=True)
+        shutil.copyfile(REAL_000006_SHARED, REAL_000006)
+    return REAL_000006
+
+
+def write_big_nwb(path: Path, seed: int = 0, n_samples: int = 1_000_000,
+                  n_channels: int = 8) -> Path:
+    """Write an NWB file whose bulk (~32 MB) is one chunked, uncompressed acquisition series,
+    next to a small units table (5 units) and trials table (40 trials)."""
+    from hdmf.backends.hdf5 import H5DataIO
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    rng = np.random.default_rng(seed)
+    nwb = NWBFile(session_description="bytes test", identifier=f"big-{seed}",
+                  session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    bulk = rng.standard_normal((n_samples, n_channels)).astype(np.float32)
+    nwb.add_acquisition(TimeSeries(
+        name="raw", data=H5DataIO(bulk, chunks=(16384, n_channels)), unit="V", rate=1000.0))
+    nwb.add_trial_column("target", "reach target id")
+    for i in range(40):
+        nwb.add_trial(start_time=10.0 * i, stop_time=10.0 * i + 5.0, target=int(i % 8))
+    for u in range(5):
+        spikes = np.sort(rng.uniform(0, n_samples / 1000.0, size=200 + 50 * u))
+        nwb.add_unit(spike_times=spikes)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+@pytest.fixture(scope="session")
+def big_nwb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_big_nwb(tmp_path_factory.mktemp("big") / "big.nwb")
+
+
+@pytest.fixture(scope="session")
+def dandi_server(big_nwb: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One server for the whole session, holding:
+
+    - 000006: the real fixture, published 0.220113.0400 (and a draft);
+    - 000100: several assets in a draft (two NWB files, one in a folder, plus a json file);
+    - 000200: the big NWB file, draft only (never published);
+    - 000300: embargoed, the real fixture and the big file.
+    """
+    real = real_000006()
+    other = tmp_path_factory.mktemp("other") / "dataset_description.json"
+    other.write_text('{"name": "not nwb"}')
+    with DandiTestServer() as server:
+        server.add_version("000006", PINNED, {REAL_PATH: real})
+        server.add_version("000100", "draft", {REAL_PATH: real, BIG_PATH: big_nwb,
+                                               "dataset_description.json": other})
+        server.add_version("000200", "draft", {BIG_PATH: big_nwb})
+        server.add_version("000300", "draft", {REAL_PATH: real, BIG_PATH: big_nwb},
+                           embargoed=True)
+        yield server
+
+
+@pytest.fixture
+def dandi_api(dandi_server: DandiTestServer, monkeypatch: pytest.MonkeyPatch,
+              tmp_path: Path) -> DandiTestServer:
+    """Point the dandi client at the test server, with fast retries and a fresh cache dir."""
+    monkeypatch.setenv("DANDI_API_URL", dandi_server.api_url)
+    monkeypatch.setenv("DANDI_NO_ET", "1")  # no version check against the internet
+    monkeypatch.delenv("DANDI_API_KEY", raising=False)
+    monkeypatch.setenv("NWB_JEDI_HTTP_TRIES", "3")
+    monkeypatch.setenv("NWB_JEDI_HTTP_BACKOFF", "0.01")
+    monkeypatch.setenv("NWB_JEDI_CACHE", str(tmp_path / "cache"))
+    dandi_server.token = "test-token-0123456789"
+    dandi_server.drop_connections(0)
+    dandi_server.reset_counters()
+    return dandi_server
