@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -397,6 +398,18 @@ def _merge_asset(parsed: ParsedSource, asset: str | None) -> str | None:
     return named or parsed.asset_path
 
 
+def _quiet_dandi_logger() -> None:
+    """Give the dandi logger a NullHandler, as the logging docs ask libraries to do.
+
+    Without any handler Python's last-resort handler prints dandi's ERROR records (with
+    tracebacks) to stderr ahead of our one-line SourceError. Records still propagate to any
+    handler the user configured.
+    """
+    logger = logging.getLogger("dandi")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def resolve_dandi(parsed: ParsedSource, asset: str | None = None, *,
                   retry: RetryPolicy | None = None) -> ResolvedAsset:
     """Find a DANDI asset's content URL with the ``dandi`` client.
@@ -423,6 +436,7 @@ def resolve_dandi(parsed: ParsedSource, asset: str | None = None, *,
     from dandi.dandiapi import DandiAPIClient, RemoteZarrAsset
     from dandi.exceptions import NotFoundError
 
+    _quiet_dandi_logger()
     policy = retry or RetryPolicy.from_env()
     api_url = _api_url_for(parsed)
     token = os.environ.get("DANDI_API_KEY", "").strip() or None

@@ -234,6 +234,20 @@ def test_dropped_connections_retry_then_fail(dandi_api, tmp_path: Path) -> None:
     assert dandi_api.dropped == 3  # one request, tried three times, then given up
 
 
+def test_blob_drops_retry_then_fail(dandi_api, tmp_path: Path, monkeypatch) -> None:
+    import importlib
+
+    # remfile retries blob reads itself (9 tries, ~25 s of backoff in all); fewer tries here so
+    # the test stays fast. What is tested is that the failure reaches the user as one
+    # SourceError rather than an h5py OSError.
+    monkeypatch.setattr(importlib.import_module("remfile.RemFile"), "_num_request_retries", 2)
+    with pytest.raises(SourceError, match=r"failed after retries.*check your network"):
+        with open_source(f"DANDI:000200/draft/{BIG_PATH}", cache_dir=tmp_path) as (h5, _):
+            dandi_api.drop_connections(1000, "/blobs/")
+            h5["acquisition/raw/data"][-5000:]
+    assert dandi_api.dropped == 3
+
+
 def test_transient_drops_are_retried(dandi_api, big_nwb: Path, tmp_path: Path) -> None:
     import h5py
 
