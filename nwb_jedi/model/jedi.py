@@ -344,7 +344,7 @@ class JEDI:
         device = self._resolve_device()
         self.bin_size_ = train.bin_size
         self.unit_id_ = np.asarray(train.unit_id)
-        self.conditions_ = train.conditions.reset_index(drop=True).copy()
+        self.conditions_ = _present_conditions(train)
         self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
                                   else np.asarray([], dtype=np.int64))
         if self.rank is not None and self.rank > train.n_units:
@@ -581,7 +581,7 @@ class JEDI:
         new.trial_embeddings = per_trial
         new.bin_size_ = self.bin_size_
         new.unit_id_ = self.unit_id_
-        new.conditions_ = ds.conditions.reset_index(drop=True).copy()
+        new.conditions_ = _present_conditions(ds)
         new.trial_offset_ids_ = (np.asarray(ds.trial_id) if per_trial
                                  else np.asarray([], dtype=np.int64))
         device = next(self.module_.parameters()).device
@@ -723,6 +723,12 @@ def package_versions() -> dict[str, str]:
     """Versions recorded with every saved model."""
     return {"nwb_jedi": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
+
+
+def _present_conditions(ds: TrialDataset) -> pd.DataFrame:
+    """The rows of the conditions table that have trials in `ds` (a model learns only those)."""
+    present = np.unique(ds.condition)
+    return ds.conditions.iloc[present].reset_index(drop=True).copy()
 
 
 def _jsonable(value):
