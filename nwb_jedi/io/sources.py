@@ -288,7 +288,7 @@ class _RetryingSession(requests.Session):
             try:
                 response = super().request(method, url, *args, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as err:
-                problem = f"{type(err).__name__}: {err}"
+                problem = _short_reason(err)
             else:
                 if response.status_code not in RETRY_STATUSES:
                     return response
@@ -299,6 +299,23 @@ class _RetryingSession(requests.Session):
         raise _NetworkError(f"{method} {url} failed {self.policy.tries} times (last: {problem})")
 
 
+_REASONS = [("NameResolutionError", "host name not found"),
+            ("Failed to resolve", "host name not found"),
+            ("RemoteDisconnected", "connection closed without a response"),
+            ("Connection refused", "connection refused"),
+            ("Connection reset", "connection reset"),
+            ("timed out", "timed out")]
+
+
+def _short_reason(err: BaseException, fallback: str | None = None) -> str:
+    """A few words for a requests failure instead of urllib3's nested repr."""
+    text = str(err)
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    return fallback if fallback is not None else type(err).__name__
+
+
 def _retry(fn: Any, policy: RetryPolicy, what: str) -> Any:
     """Call fn() with the policy's retries on network-ish failures."""
     for attempt in range(1, policy.tries + 1):
@@ -306,7 +323,8 @@ def _retry(fn: Any, policy: RetryPolicy, what: str) -> Any:
             return fn()
         except (requests.ConnectionError, requests.Timeout, RuntimeError) as err:
             if attempt == policy.tries:
-                raise _NetworkError(f"{what} failed {policy.tries} times (last: {err})") from err
+                raise _NetworkError(f"{what} failed {policy.tries} times (last: "
+                                    f"{_short_reason(err)})") from err
             time.sleep(policy.delay(attempt))
     raise AssertionError("unreachable")
 
@@ -647,7 +665,8 @@ def _read_failure(label: str, failure: BaseException, cache: AssetBlockCache) ->
     if re.search(r"\b(401|403)\b", text):
         return SourceError(f"reading {label} was refused ({text}); set DANDI_API_KEY to an API "
                            f"key with access to this dandiset")
-    return SourceError(f"reading {label} failed after retries ({text}); check your network "
+    reason = _short_reason(failure, fallback=text[:200])
+    return SourceError(f"reading {label} failed after retries ({reason}); check your network "
                        f"connection and run again (blocks already read stay cached in "
                        f"{cache.directory})")
 
