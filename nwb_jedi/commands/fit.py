@@ -1,0 +1,111 @@
+"""`nwb-jedi fit [SOURCE]`: read, map trials to conditions, fit JEDI, score, write NWB."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from nwb_jedi.commands._options import (
+    add_mapper_options,
+    add_source_options,
+    mapper_kwargs,
+)
+from nwb_jedi.errors import UserError
+
+EXAMPLES = """examples:
+  nwb-jedi fit                                   # the embedded monkey reaching data
+  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze
+  nwb-jedi fit session.nwb --condition-by trial_type --align go_cue_time --window=-0.2,0.5
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "fit", help="fit one JEDI model across all conditions and write it to NWB",
+        description="Fit one JEDI model across all conditions of a session and write the "
+                    "fitted model and its results into an NWB file. With no SOURCE, fits the "
+                    "embedded monkey PMd reaching data (Yu et al. 2009).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", nargs="?", metavar="SOURCE",
+                        help="local .nwb file, DANDI:ID/VERSION[/PATH], dandiarchive.org URL, "
+                             "dandi:// URL or a dandiset ID (default: embedded data)")
+    add_source_options(parser)
+    add_mapper_options(parser)
+    model = parser.add_argument_group("model")
+    model.add_argument("--rank", type=int, default=4, help="rank of J (default 4)")
+    model.add_argument("--embed-dim", type=int, default=8, help="embedding size (default 8)")
+    model.add_argument("--hidden", type=int, default=128, help="hypernetwork width")
+    model.add_argument("--tau-ms", type=float, default=50.0, help="unit time constant (ms)")
+    model.add_argument("--observation", choices=["poisson", "gaussian"], default="poisson")
+    model.add_argument("--trial-embeddings", action="store_true",
+                       help="also learn a per-trial embedding offset")
+    model.add_argument("--epochs", type=int, default=500, help="maximum epochs (default 500)")
+    model.add_argument("--patience", type=int, default=40, help="early-stopping patience")
+    model.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    model.add_argument("--seed", type=int, default=0, help="seed of split, init and noise")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", default="jedi_fit.nwb", metavar="FILE",
+                     help="output NWB file (default jedi_fit.nwb)")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    out.add_argument("--plots", metavar="DIR", help="also write figures (PNG) to DIR")
+    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nwb_jedi import datasets
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.data.presets import preset
+    from nwb_jedi.io.read import read_session
+    from nwb_jedi.io.write import write_results
+    from nwb_jedi.model.jedi import JEDI
+
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
+                        f"another --out")
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    start = time.perf_counter()
+
+    source = args.source
+    default = None
+    if source is None:
+        source = datasets.reaching_path()
+        default = preset("yu2009")
+        say("no SOURCE given: fitting the embedded monkey PMd reaching data (Yu et al. 2009)")
+    session = read_session(source, asset=args.asset, cache_dir=args.cache_dir)
+    mapper = ConditionMapper(**mapper_kwargs(args, default), seed=args.seed,
+                             verbose=not args.quiet)
+    ds = mapper.build(session)
+    say(f"data: {ds}")
+
+    model = JEDI(rank=args.rank, embed_dim=args.embed_dim, hidden=args.hidden,
+                 tau=args.tau_ms / 1000.0, observation=args.observation,
+                 trial_embeddings=args.trial_embeddings, max_epochs=args.epochs,
+                 patience=args.patience, device=args.device, seed=args.seed,
+                 progress=not args.quiet)
+    model.fit(ds.train, ds.val)
+    scores = {"test": model.score(ds.test), "train": model.score(ds.train)}
+    write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
+                  metrics=scores)
+    if args.plots:
+        _write_plots(model, ds, args.plots)
+
+    test = scores["test"]
+    print(f"fitted JEDI on {ds.n_trials} trials, {ds.n_conditions} conditions, "
+          f"{ds.n_units} neurons in {model.n_epochs_} epochs ({time.perf_counter() - start:.0f} s)")
+    print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}, "
+          f"PSTH R² {test['psth_r2']:.3f}, single-trial R² {test['r2']:.3f}")
+    print(f"wrote {os.path.abspath(args.out)}")
+    return 0
+
+
+def _write_plots(model, ds, directory: str) -> None:
+    from nwb_jedi.analysis import plots
+
+    os.makedirs(directory, exist_ok=True)
+    plots.plot_embeddings(model, os.path.join(directory, "embeddings.png"))
+    plots.plot_eigenvalues(model, os.path.join(directory, "eigenvalues.png"))
+    plots.plot_training(model, os.path.join(directory, "training.png"))
+    plots.plot_psth(model, ds.test, os.path.join(directory, "psth.png"))
