@@ -183,7 +183,7 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
     locations = locations or ["PMd" if u < n_units // 2 else "M1" for u in range(n_units)]
     nwb = _new_file(session_id, description)
     _add_arrays_and_units(nwb, spike_times, trials, heldout, locations, obs_intervals)
-    _add_trials(nwb, trials, MC_MAZE_TRIAL_COLUMNS)
+    add_trials_table(nwb, trials, MC_MAZE_TRIAL_COLUMNS)
     if behavior:
         module = nwb.create_processing_module("behavior", "Behavioral data, 1 kHz")
         shared, shared_ts = None, None
@@ -233,7 +233,7 @@ def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
     locations = locations or ["M1"] * n_units
     nwb = _new_file(session_id, description)
     _add_arrays_and_units(nwb, spike_times, trials, None, locations, None)
-    _add_trials(nwb, trials, {
+    add_trials_table(nwb, trials, {
         "target_on_time": "time the target appeared (s)", "go_cue_time": "go cue time (s)",
         "target_id": "index of the outer target (condition)",
         "result": "R rewarded, A aborted, F failed, I incomplete"})
@@ -308,8 +308,13 @@ def _add_units(nwb, spike_times, heldout, obs_intervals):
         units.add_unit(**kw)
 
 
-def _add_trials(nwb, trials: pd.DataFrame, descriptions: dict[str, str]) -> None:
-    """Build the trials table column by column (fast for thousands of trials)."""
+def add_trials_table(nwb, trials: pd.DataFrame, descriptions: dict[str, str],
+                     compression: bool = False) -> None:
+    """Set ``nwb.trials`` from a DataFrame, column by column (fast for thousands of trials).
+
+    Columns whose cells are arrays become ragged (VectorData + VectorIndex); `descriptions`
+    maps column names to their descriptions (default: the name).
+    """
     from hdmf.common import VectorData, VectorIndex
     from pynwb.epoch import TimeIntervals
 
@@ -325,7 +330,8 @@ def _add_trials(nwb, trials: pd.DataFrame, descriptions: dict[str, str]) -> None
             tail = arrays[0].shape[1:] if arrays else ()
             flat = np.concatenate(arrays) if sum(lengths) else np.zeros((0,) + tail,
                                                                          arrays[0].dtype)
-            data = VectorData(name=name, description=desc, data=flat)
+            data = VectorData(name=name, description=desc,
+                              data=_maybe_compress(flat, compression))
             index = VectorIndex(name=f"{name}_index", data=np.cumsum(lengths).astype(np.int64),
                                 target=data)
             columns.extend([data, index])
@@ -333,6 +339,8 @@ def _add_trials(nwb, trials: pd.DataFrame, descriptions: dict[str, str]) -> None
             arr = np.asarray(values)
             if arr.dtype.kind in "OU":
                 arr = [str(v) for v in values]
+            if compression and not isinstance(arr, list):
+                arr = _maybe_compress(arr, compression)
             columns.append(VectorData(name=name, description=desc, data=arr))
     table = TimeIntervals(name="trials", description="experimental trials", columns=columns,
                           id=np.arange(len(trials)))
