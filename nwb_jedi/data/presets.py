@@ -36,13 +36,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bin_size": 0.02,
         "trial_filter": "result == 'R'",
     },
-    # The embedded Yu et al. (2009) PMd data: 400 ms of the delay period of 7 reach targets.
+    # The embedded Yu et al. (2009) PMd data: the 400 ms of the delay period that the source
+    # keeps (100..500 ms after target onset) for 7 reach targets.
     "yu2009": {
         "by": "reach_target",
-        "align": "start_time",
-        "window": (0.0, 0.4),
+        "align": "target_on_time",
+        "window": (0.1, 0.5),
         "bin_size": 0.02,
-        "trial_filter": "subset == 'ex1_delay'",
+        "trial_filter": {"subset": "ex1_delay"},
     },
 }
 
