@@ -1,0 +1,140 @@
+"""Validate JEDI against synthetic ground truth (the paper's teacher-RNN experiment).
+
+Fits JEDI to a multi-task synthetic dataset (one N = 200 teacher trained jointly on sine,
+memorypro and dm; 24 conditions) and prints:
+
+1. held-out trial R² of predicted vs teacher rates (paper: > 0.94), against the rates each
+   held-out trial's spikes were drawn from and against the noiseless condition rates;
+2. accuracy of classifying the condition of *held-out trials* from embeddings. JEDI's fitted
+   ``embeddings_`` hold one vector per condition, so classifying them would be trivial. Instead
+   every held-out trial is given its own label (its trial id, so no condition information goes
+   in), and ``infer_embeddings`` fits one embedding per trial from its spikes alone, with the
+   network frozen. Those per-trial embeddings are then classified (a) by the nearest training
+   condition embedding and (b) by leave-one-out nearest-centroid among the held-out trials;
+3. Spearman correlation between sine frequency and |Im λ| of the leading eigenvalue (largest
+   modulus) of each sine condition's J (paper: imaginary parts grow with frequency), and also
+   with the largest |Im λ| of the spectrum;
+4. wall times.
+
+Run: ``python benchmarks/validate_synthetic.py [--quick]`` (teacher is cached after the first
+run; ``--quick`` uses fewer epochs for a smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from nwb_jedi import JEDI, TrialDataset
+from nwb_jedi.analysis.metrics import rate_r2
+from nwb_jedi.synthetic import get_teacher, make_dataset
+
+TASKS = ("sine", "memorypro", "dm")
+
+
+def unlabeled(ds: TrialDataset) -> TrialDataset:
+    """The same trials with each trial as its own condition (label = trial id)."""
+    return TrialDataset.from_arrays(ds.counts, [f"trial{t}" for t in ds.trial_id], ds.bin_size,
+                                    trial_ids=ds.trial_id, unit_ids=ds.unit_id, time=ds.time,
+                                    split=np.full(ds.n_trials, "train"))
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    d = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
+    return d.argmin(1)
+
+
+def loo_nearest_centroid(x: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out accuracy of a nearest-centroid classifier."""
+    correct = 0
+    for i in range(len(x)):
+        keep = np.arange(len(x)) != i
+        classes = np.unique(y[keep])
+        cents = np.stack([x[keep][y[keep] == c].mean(0) for c in classes])
+        correct += classes[nearest_centroid(x[i:i + 1], cents)[0]] == y[i]
+    return correct / len(x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few epochs (smoke test)")
+    parser.add_argument("--n-units", type=int, default=200)
+    parser.add_argument("--trials", type=int, default=20, help="trials per condition")
+    parser.add_argument("--epochs", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    epochs = 20 if args.quick else args.epochs
+
+    t0 = time.perf_counter()
+    teacher = get_teacher(TASKS, n_units=args.n_units, seed=0)
+    t_teacher = time.perf_counter() - t0
+    print(f"teacher: N={teacher.n_units}, rank {teacher.rank}, g={teacher.g}, "
+          f"{'cached' if teacher.from_cache else 'trained'} ({t_teacher:.1f} s); "
+          f"final loss {teacher.info['final_loss']:.4f} after {teacher.info['iterations']} "
+          f"iterations; performance {teacher.info['performance']}")
+    ds = make_dataset(TASKS, trials_per_condition=args.trials, seed=args.seed, teacher=teacher)
+    print(ds)
+    gt = ds.ground_truth
+
+    t1 = time.perf_counter()
+    model = JEDI(lr=1e-2, embed_lr=3e-2, max_epochs=epochs, patience=60, device="cpu",
+                 seed=args.seed).fit(ds.train, ds.val)
+    t_fit = time.perf_counter() - t1
+    print(f"JEDI fit: {model.n_epochs_} epochs, {t_fit:.1f} s")
+
+    test = ds.test
+    pred = model.predict_rates(test)
+    r2_trial = rate_r2(pred, test.ground_truth["trial_rates"])
+    r2_clean = rate_r2(pred, gt["rates"][test.condition])
+    per_task = {task: rate_r2(pred[test.ground_truth["trial_task"] == task],
+                              test.ground_truth["trial_rates"][
+                                  test.ground_truth["trial_task"] == task]) for task in TASKS}
+    print(f"held-out R² vs teacher trial rates: {r2_trial:.3f} (paper > 0.94); vs noiseless "
+          f"condition rates: {r2_clean:.3f}; per task: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in per_task.items()))
+    print(f"score(test): {model.score(test)}")
+
+    t2 = time.perf_counter()
+    inferred = model.infer_embeddings(unlabeled(test), max_epochs=max(epochs // 3, 10))
+    trial_emb = inferred.embeddings_
+    row_of = {lab: i for i, lab in enumerate(inferred.conditions_["label"])}
+    trial_emb = trial_emb[[row_of[f"trial{t}"] for t in test.trial_id]]
+    t_infer = time.perf_counter() - t2
+    truth = test.condition
+    model_rows = {lab: i for i, lab in enumerate(model.conditions_["label"])}
+    centroid_rows = [model_rows[lab] for lab in ds.conditions["label"]]
+    acc_nc = float(np.mean(nearest_centroid(trial_emb, model.embeddings_[centroid_rows])
+                           == truth))
+    acc_loo = loo_nearest_centroid(trial_emb, truth)
+    task_truth = np.array([ds.conditions["task"].iloc[c] for c in truth])
+    task_pred = np.array([ds.conditions["task"].iloc[c] for c in
+                          nearest_centroid(trial_emb, model.embeddings_[centroid_rows])])
+    chance = 1 / ds.n_conditions
+    print(f"condition from label-free per-trial embeddings of {test.n_trials} held-out trials "
+          f"({t_infer:.1f} s to infer): nearest training embedding {acc_nc:.3f}, "
+          f"leave-one-out nearest centroid {acc_loo:.3f} (chance {chance:.3f}); task "
+          f"accuracy {np.mean(task_pred == task_truth):.3f}")
+
+    freqs, lead_im, max_im = [], [], []
+    for row, r in enumerate(model.conditions_.itertuples()):
+        if r.task != "sine":
+            continue
+        lam = model.eigenvalues(row)
+        freqs.append(r.value)
+        lead_im.append(abs(lam[0].imag))
+        max_im.append(np.abs(lam.imag).max())
+    rho, p = spearmanr(freqs, lead_im)
+    rho_max, p_max = spearmanr(freqs, max_im)
+    print("sine frequency vs |Im λ| of leading eigenvalue: "
+          + ", ".join(f"{f:g} Hz: {v:.3f}" for f, v in zip(freqs, lead_im, strict=True)))
+    print(f"Spearman rho (leading) = {rho:.3f} (p = {p:.3g}); with max |Im λ| = {rho_max:.3f} "
+          f"(p = {p_max:.3g})")
+    print(f"wall time: total {time.perf_counter() - t0:.1f} s (teacher {t_teacher:.1f}, fit "
+          f"{t_fit:.1f}, inference {t_infer:.1f})")
+
+
+if __name__ == "__main__":
+    main()
