@@ -193,7 +193,7 @@ def _read_units_table(h5, group: h5py.Group, spikes: bool):
             table.update(_electrode_columns(h5, group, n))
             continue
         values = _read_column(group, name, n)
-        if isinstance(values, list):  # ragged per unit: not a scalar metadata column
+        if isinstance(values, list) or values.ndim > 1:  # per-unit arrays: not scalar metadata
             continue
         table[name] = _to_python_column(values)
     if spikes and "spike_times" not in ragged:
@@ -266,6 +266,8 @@ def _read_column(group: h5py.Group, name: str, n: int):
         values = np.array([_ref_name(group.file, r) for r in values.ravel()],
                           dtype=object).reshape(values.shape)
     values = _decode(np.asarray(values))
+    if values.dtype.names:  # compound columns (e.g. TimeSeriesReference: start, count, series)
+        values = _compound_to_objects(group.file, values)
     index_name = f"{name}_index"
     if index_name not in group:
         return values
@@ -275,6 +277,16 @@ def _read_column(group: h5py.Group, name: str, n: int):
         outer = np.asarray(group[f"{index_name}_index"][()], dtype=np.int64)
         parts = [parts[a:b] for a, b in zip(np.r_[0, outer[:-1]], outer, strict=True)]
     return parts
+
+
+def _compound_to_objects(f: h5py.File, values: np.ndarray) -> np.ndarray:
+    """Compound rows as tuples, with object references replaced by the objects' names."""
+    out = np.empty(values.shape, dtype=object)
+    for i, row in enumerate(values.ravel()):
+        out.flat[i] = tuple(_ref_name(f, v) if isinstance(v, h5py.Reference) else
+                            (v.decode() if isinstance(v, bytes) else
+                             v.item() if isinstance(v, np.generic) else v) for v in row)
+    return out
 
 
 def _split_ragged(values: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:

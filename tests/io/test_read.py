@@ -160,3 +160,28 @@ def test_missing_file_and_no_trials(bad_files, tmp_path):
     assert s.n_units == 3 and s.trials.empty
     with pytest.raises(UserError, match="no trials table.*nwb-jedi info"):
         ConditionMapper(by="x", align="start_time", window=(0, 1), bin_size=0.1).build(s)
+
+
+def test_unusual_columns_do_not_break_reading(tmp_path):
+    """A trials column of TimeSeries references (compound dtype) and a 2-D unit column."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    nwb = NWBFile(session_description="x", identifier="x",
+                  session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    series = TimeSeries(name="lever", data=np.arange(100.0), unit="V", rate=10.0)
+    nwb.add_acquisition(series)
+    nwb.add_unit_column("template", "2-D per-unit array")
+    for u in range(2):
+        nwb.add_unit(spike_times=[0.5 + u, 2.0], template=np.ones((3, 2)))
+    for k in range(4):
+        nwb.add_trial(start_time=k * 2.0, stop_time=k * 2.0 + 1.0, timeseries=[series])
+    path = tmp_path / "unusual.nwb"
+    with NWBHDF5IO(path, "w") as io:
+        io.write(nwb)
+    s = read_session(path)
+    assert s.n_units == 2 and "template" not in s.units.columns
+    assert s.n_trials == 4
+    first = s.trials["timeseries"].iloc[0]
+    assert first[0][-1] == "lever"  # the reference became the series' name
