@@ -1,0 +1,100 @@
+"""`nwb-jedi predict FILE SOURCE --out OUT`: apply a shared JEDI model to another session.
+
+The network (hypernetwork and readout) stays frozen; only the condition embeddings of the new
+session are inferred, on its training trials (validation trials for early stopping). The
+model is scored on the held-out trials and everything is written to a derived NWB file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from nwb_jedi.commands._options import add_mapper_options, add_source_options, mapper_kwargs
+from nwb_jedi.errors import UserError
+
+EXAMPLES = """examples:
+  nwb-jedi predict jedi_fit.nwb other_session.nwb --out other_jedi.nwb
+  nwb-jedi predict jedi_fit.nwb DANDI:000128/0.220113.0400 --window=-0.2,0.5 --out out.nwb
+"""
+
+# Mapper settings stored with a model that ConditionMapper takes back as they are.
+_MAPPER_KEYS = ("by", "align", "align_reference", "window", "bin_size", "trial_filter",
+                "unit_filter", "min_rate_hz", "exclude_heldout", "smooth_sd", "split", "seed")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="apply a shared JEDI model to another session",
+        description="Apply a JEDI model stored in an NWB file to another session with the "
+                    "same neurons: build its trials with the model's mapper settings (flags "
+                    "override them), infer condition embeddings with the network frozen, "
+                    "score on held-out trials and write a derived NWB file.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", metavar="FILE", help="NWB file holding the model")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="local .nwb file, DANDI:ID/VERSION[/PATH] or dandiarchive.org URL")
+    add_source_options(parser)
+    add_mapper_options(parser)
+    parser.add_argument("--module-name", metavar="NAME",
+                        help="processing module holding the model (when there are several)")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="budget for inferring embeddings (default: the model's)")
+    parser.add_argument("--out", required=True, metavar="OUT", help="output NWB file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.io.read import read_session
+    from nwb_jedi.io.write import load_model, read_summary, write_results
+
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
+                        f"another --out")
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    model = load_model(args.file, args.module_name)
+    stored = read_summary(args.file, args.module_name).get("dataset_metadata", {}).get(
+        "mapper") or {}
+    default = {k: stored[k] for k in _MAPPER_KEYS if stored.get(k) is not None}
+    if "window" in default:
+        default["window"] = tuple(default["window"])
+    if isinstance(default.get("by"), list) and len(default["by"]) == 2 \
+            and not isinstance(default["by"][1], str):
+        default["by"] = tuple(default["by"])  # (column, bins) was stored as a list
+    default.setdefault("bin_size", model.bin_size_)
+    kwargs = mapper_kwargs(args, default)
+    session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir)
+    ds = ConditionMapper(**kwargs, verbose=not args.quiet).build(session)
+    check_units(model.unit_id_, ds.unit_id, args.source)
+    model.progress = not args.quiet
+    say(f"inferring {ds.n_conditions} condition embeddings from {int(np.sum(ds.split == 'train'))}"
+        f" training trials (network frozen)")
+    fitted = model.infer_embeddings(ds.train, val=ds.val if np.any(ds.split == "val") else None,
+                                    max_epochs=args.epochs)
+    path = write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite)
+    held = "test" if np.any(ds.split == "test") else "val"
+    if np.any(ds.split == held):
+        scores = fitted.score(ds.subset(ds.split == held))
+        say(f"held-out ({held}) trials: bits/spike {scores['bits_per_spike']:.3f}, "
+            f"PSTH R² {scores['psth_r2']:.3f}")
+    print(path)
+    return 0
+
+
+def check_units(model_units: np.ndarray, data_units: np.ndarray, source: str) -> None:
+    """Refuse data whose neurons are not exactly the model's, saying how they differ."""
+    model_ids = [str(u) for u in np.asarray(model_units)]
+    data_ids = [str(u) for u in np.asarray(data_units)]
+    if model_ids == data_ids:
+        return
+    common = len(set(model_ids) & set(data_ids))
+    raise UserError(f"the units of {source} do not match the model's: the model has "
+                    f"{len(model_ids)} units, the data {len(data_ids)}, {common} ids in "
+                    f"common; a JEDI model's units are recorded neurons, so it applies only to "
+                    f"sessions with the same units (same ids, same unit filters)")

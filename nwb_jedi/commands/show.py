@@ -1,0 +1,86 @@
+"""`nwb-jedi show FILE`: a readable summary of a JEDI model stored in an NWB file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "show", help="summarize a JEDI model stored in an NWB file",
+        description="Print the source, conditions, metrics, configuration and software "
+                    "versions of a JEDI model written by `nwb-jedi fit` or `predict`. Reads "
+                    "with h5py only; nothing from the file is executed.")
+    parser.add_argument("file", metavar="FILE", help="NWB file written by nwb_jedi")
+    parser.add_argument("--module-name", metavar="NAME",
+                        help="processing module holding the model (when there are several)")
+    parser.add_argument("--max-rows", type=int, default=20,
+                        help="most conditions to list (default 20)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nwb_jedi.io.write import read_summary
+
+    print(format_summary(read_summary(args.file, args.module_name), args.max_rows))
+    return 0
+
+
+def format_summary(info: dict, max_rows: int = 20) -> str:
+    """The text `nwb-jedi show` prints for `read_summary` output."""
+    config = info["config"]
+    params = config.get("params", {})
+    lines = [f"{info['path']}  (module '{info['module']}')"]
+    if len(info["modules"]) > 1:
+        others = [m for m in info["modules"] if m != info["module"]]
+        lines.append(f"  other JEDI modules: {', '.join(others)}")
+    session = info["session"]
+    lines.append("")
+    lines.append("Session")
+    for key in ("session_id", "identifier", "session_start_time", "session_description"):
+        if session.get(key):
+            lines.append(f"  {key:<20} {session[key]}")
+    lines.append("")
+    lines.append("Source of the modelled data")
+    for key, value in info["source"].items():
+        lines.append(f"  {key:<20} {value}")
+    meta = info.get("dataset_metadata", {})
+    mapper = meta.get("mapper")
+    if mapper:
+        lines.append(f"  {'mapper':<20} {json.dumps(mapper)}")
+    lines.append("")
+    lines.append("Model")
+    lines.append(f"  {'format':<20} {config.get('format')} v{config.get('format_version')}")
+    lines.append(f"  {'neurons':<20} {config.get('n_units')}")
+    lines.append(f"  {'bin size':<20} {config.get('bin_size', 0) * 1e3:g} ms")
+    if "data_shape" in info:
+        k, t, n = info["data_shape"]
+        lines.append(f"  {'modelled data':<20} {k} trials x {t} bins x {n} neurons")
+    lines.append(f"  {'parameters':<20} {info['n_parameters']:,}")
+    history = config.get("history", {})
+    if history.get("epoch"):
+        lines.append(f"  {'epochs':<20} {len(history['epoch'])}")
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    lines.append(f"  {'hyperparameters':<20} {shown}")
+    versions = config.get("versions", {})
+    lines.append(f"  {'versions':<20} " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    conditions = info["conditions"]
+    lines.append("")
+    lines.append(f"Conditions ({len(conditions)})")
+    if len(conditions):
+        table = conditions.head(max_rows).to_string(index=False)
+        lines.extend("  " + row for row in table.splitlines())
+        if len(conditions) > max_rows:
+            lines.append(f"  ... {len(conditions) - max_rows} more (--max-rows)")
+    metrics = info["metrics"]
+    lines.append("")
+    lines.append("Metrics")
+    if len(metrics):
+        wide = metrics.pivot_table(index="metric", columns="split", values="value",
+                                   aggfunc="first", sort=False)
+        table = wide.to_string(float_format=lambda v: f"{v:.4g}")
+        lines.extend("  " + row for row in table.splitlines())
+    else:
+        lines.append("  none stored")
+    return "\n".join(lines)
