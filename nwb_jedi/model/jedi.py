@@ -28,7 +28,7 @@ from nwb_jedi.errors import ModelFileError, UserError
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
 from nwb_jedi.model.rnn import Readout, gaussian_nll, poisson_nll, simulate
 from nwb_jedi.model.rnn import step as rnn_step
-from nwb_jedi.model.train import run_training, threads_for_step_size
+from nwb_jedi.model.train import Checkpoint, fingerprint, run_training, threads_for_step_size
 
 FORMAT_NAME = "nwb_jedi.JEDI"
 FORMAT_VERSION = 1
@@ -319,7 +319,9 @@ class JEDI:
         return np.maximum(output * std + mean, 0.0)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: TrialDataset, val: TrialDataset | None = None) -> JEDI:
+    def fit(self, train: TrialDataset, val: TrialDataset | None = None, *,
+            checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 10,
+            resume: bool = False) -> JEDI:
         """Fit embeddings, hypernetwork and readout to the training trials.
 
         Parameters
@@ -329,6 +331,16 @@ class JEDI:
         val : TrialDataset, optional
             Trials for early stopping (typically ``ds.val``); without it, training stops when
             the training loss stops improving.
+        checkpoint_dir : path, optional
+            Save a checkpoint (model, optimizer, random generators, epoch) there every
+            `checkpoint_every` epochs, atomically.
+        resume : bool
+            Continue from the checkpoint in `checkpoint_dir` when there is one; the result is
+            the same as an uninterrupted fit with the same seed.
+
+        Under ``torchrun`` (torch.distributed initialized), trials of every minibatch are
+        sharded across ranks and gradients all-reduced; the parameters equal those of a
+        single-process fit with the same global batch.
 
         Returns
         -------
@@ -355,8 +367,14 @@ class JEDI:
         self._init_readout(train)
         self.module_.to(device)
 
+        checkpoint = None
+        if checkpoint_dir is not None:
+            checkpoint = Checkpoint(checkpoint_dir, checkpoint_every, resume, fingerprint(
+                self.get_params(), train.counts, train.condition, train.trial_id.astype(str),
+                None if val is None else val.counts))
         start = time.perf_counter()
-        self.history_ = self._optimize(train, val, train_network=True)
+        self.history_ = self._optimize(train, val, train_network=True, checkpoint=checkpoint)
+        self.resumed_from_epoch_ = checkpoint.loaded_epoch if checkpoint is not None else 0
         self.fit_seconds_ = time.perf_counter() - start
         self.n_epochs_ = len(self.history_["epoch"])
         return self
@@ -379,7 +397,8 @@ class JEDI:
 
     def _optimize(self, train: TrialDataset, val: TrialDataset | None, *,
                   train_network: bool, unit_mask: np.ndarray | None = None,
-                  max_epochs: int | None = None, description: str = "JEDI fit") -> dict:
+                  max_epochs: int | None = None, description: str = "JEDI fit",
+                  checkpoint: Checkpoint | None = None) -> dict:
         module = self.module_
         device = next(module.parameters()).device
         n_steps = train.n_bins
@@ -395,6 +414,8 @@ class JEDI:
         embed_params = [module.embeddings]
         if module.trial_offsets.shape[0]:
             embed_params.append(module.trial_offsets)
+        else:  # an empty tensor takes no gradient; DistributedDataParallel must not wait for one
+            module.trial_offsets.requires_grad_(False)
         for p in network:
             p.requires_grad_(train_network)
         groups = [{"params": embed_params, "lr": self.embed_lr, "weight_decay": 0.0}]
@@ -402,9 +423,9 @@ class JEDI:
             groups.append({"params": network, "lr": self.lr, "weight_decay": self.weight_decay})
         optimizer = torch.optim.Adam(groups)
 
-        def batch_loss(batch: np.ndarray) -> torch.Tensor:
+        def batch_loss(batch: np.ndarray, net: nn.Module) -> torch.Tensor:
             idx = torch.as_tensor(batch, device=device)
-            out = module(condition[idx], n_steps, alpha, offsets[idx], self.noise_std,
+            out = net(condition[idx], n_steps, alpha, offsets[idx], self.noise_std,
                          generator)
             loss = self._loss(out, targets[idx], mask)
             if module.trial_offsets.shape[0]:
@@ -433,7 +454,8 @@ class JEDI:
                     val_loss=val_loss, max_epochs=max_epochs or self.max_epochs,
                     patience=self.patience, batch_size=self.batch_size,
                     grad_clip=self.grad_clip, seed=self.seed, progress=self.progress,
-                    description=description,
+                    description=description, strata=condition.cpu().numpy(),
+                    generator=generator, checkpoint=checkpoint,
                 )
         finally:
             for p in network:

@@ -1,4 +1,5 @@
-"""A small, reusable training loop: minibatches, Adam, clipping, early stopping, progress.
+"""A small, reusable training loop: minibatches, Adam, clipping, early stopping, progress,
+checkpoints and data-parallel training.
 
 Used by the JEDI estimator (fit and embedding inference) and by the baselines, so that every
 model is trained with the same budget and the same stopping rule.
@@ -8,13 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
+import hashlib
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from nwb_jedi.errors import UserError
+from nwb_jedi.model.distributed import all_reduce_sum, is_main_process, rank_and_world, shard
 
 # Below this many elements per recurrent step, extra intra-op threads only add synchronization:
 # on a 2-core machine a (64 x 40) tanh took 6 ms with 2 OpenMP threads and 8 us with one.
@@ -39,8 +48,69 @@ def minibatches(n_items: int, batch_size: int, rng: np.random.Generator) -> list
     return [order[i:i + batch_size] for i in range(0, n_items, batch_size)]
 
 
+class Checkpoint:
+    """Periodic, atomic training checkpoints in a directory, for resumable fits.
+
+    A checkpoint holds the module and optimizer states, the random generators, the epoch, the
+    best state so far and the history, so a resumed fit continues exactly where it stopped.
+    `fingerprint` identifies the fit (hyperparameters and data); resuming a different fit is
+    refused.
+    """
+
+    FILE = "checkpoint.pt"
+
+    def __init__(self, directory: str | os.PathLike, every: int = 10, resume: bool = False,
+                 fingerprint: str = ""):
+        if every < 1:
+            raise UserError(f"checkpoint interval must be >= 1 epoch, got {every}")
+        self.directory = os.fspath(directory)
+        self.every = every
+        self.resume = resume
+        self.fingerprint = fingerprint
+        self.loaded_epoch = 0  # the epoch a resumed fit continued from (0: started afresh)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.directory, self.FILE)
+
+    def save(self, state: dict[str, Any]) -> None:
+        if not is_main_process():
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        torch.save({**state, "fingerprint": self.fingerprint}, tmp)
+        os.replace(tmp, self.path)  # a kill mid-write leaves the previous checkpoint intact
+        for leftover in glob.glob(f"{self.path}.tmp-*"):  # from a process killed mid-write
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
+
+    def load(self) -> dict[str, Any] | None:
+        if not (self.resume and os.path.exists(self.path)):
+            return None
+        # weights_only: tensors, numbers, strings and containers only; nothing is executed.
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != self.fingerprint:
+            raise UserError(f"the checkpoint in {self.directory} belongs to a different fit "
+                            f"(other data or settings); remove it or choose another "
+                            f"--checkpoint directory")
+        self.loaded_epoch = int(state["epoch"])
+        return state
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-able settings and arrays, to recognise the same fit again."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+            digest.update(str(part.shape).encode())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
 def run_training(
-    batch_loss: Callable[[np.ndarray], torch.Tensor],
+    batch_loss: Callable[[np.ndarray, torch.nn.Module], torch.Tensor],
     n_items: int,
     optimizer: torch.optim.Optimizer,
     parameters: Iterable[torch.nn.Parameter],
@@ -54,13 +124,17 @@ def run_training(
     seed: int = 0,
     progress: bool = False,
     description: str = "fit",
+    strata: np.ndarray | None = None,
+    generator: torch.Generator | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, list]:
     """Optimize `module` and restore the state with the lowest monitored loss.
 
     Parameters
     ----------
     batch_loss : callable
-        Maps an array of item indices (a minibatch) to a scalar loss tensor.
+        ``batch_loss(indices, net)`` returns the mean loss over the trials `indices`, running
+        the forward pass through `net` (the module, or its DistributedDataParallel wrapper).
     n_items : int
         Number of training items (trials).
     optimizer : torch.optim.Optimizer
@@ -75,33 +149,68 @@ def run_training(
     max_epochs, patience : int
         Stop after `max_epochs`, or when the monitored loss has not improved for `patience`
         epochs.
+    strata : ndarray, optional
+        A label per item (the condition) used to deal each minibatch across ranks.
+    generator : torch.Generator, optional
+        The generator of training noise, saved in checkpoints.
+    checkpoint : Checkpoint, optional
+        Save every `checkpoint.every` epochs; resume from it when asked.
 
     Returns
     -------
     dict of lists
         ``epoch``, ``train_loss``, ``val_loss`` (NaN without validation) and ``seconds``.
+
+    Notes
+    -----
+    Under torch.distributed every rank draws the same global minibatches (same seed), takes a
+    condition-stratified share, and DistributedDataParallel all-reduces the gradients. Each
+    rank's loss is weighted by its share of the global batch, so the update equals that of one
+    process on the whole batch.
     """
     parameters = [p for p in parameters if p.requires_grad]
+    rank, world = rank_and_world()
+    net: torch.nn.Module = module
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
     rng = np.random.default_rng(seed)
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
     best = math.inf
     best_state = copy.deepcopy(module.state_dict())
     stale = 0
-    start = time.perf_counter()
-    bar = tqdm(range(max_epochs), desc=description, disable=not progress, leave=False,
-               dynamic_ncols=True)
+    first_epoch = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        module.load_state_dict(saved["module"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        if generator is not None and "torch_rng" in saved:
+            generator.set_state(saved["torch_rng"])
+        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+        history = saved["history"]
+        first_epoch = saved["epoch"]
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    bar = tqdm(range(first_epoch, max_epochs), desc=description,
+               disable=not (progress and rank == 0), leave=False, dynamic_ncols=True)
     for epoch in bar:
+        if stale >= patience:
+            break
         module.train()
         total, count = 0.0, 0
         for batch in minibatches(n_items, batch_size, rng):
+            local = shard(batch, strata, rank, world)
+            weight = len(local) / len(batch) * world
+            if len(local) == 0:  # more ranks than trials in this batch: join with zero weight
+                local, weight = batch[:1], 0.0
             optimizer.zero_grad(set_to_none=True)
-            loss = batch_loss(batch)
-            loss.backward()
+            loss = batch_loss(local, net)
+            (loss * weight).backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
-            count += len(batch)
+            total += float(loss.detach()) * len(local) * (weight > 0)
+            count += len(local) * (weight > 0)
+        total, count = all_reduce_sum([total, count])
         train_loss = total / max(count, 1)
         module.eval()
         monitored = train_loss
@@ -116,15 +225,22 @@ def run_training(
         history["seconds"].append(time.perf_counter() - start)
         if not math.isfinite(train_loss):
             break  # diverged: keep the best state seen so far
-        if monitored < best - 1e-6 * abs(best) or (math.isinf(best) and math.isfinite(monitored)):
+        if monitored < best - 1e-6 * abs(best) or (math.isinf(best) and
+                                                   math.isfinite(monitored)):
             best = monitored
             best_state = copy.deepcopy(module.state_dict())
             stale = 0
         else:
             stale += 1
         bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}", best=f"{best:.4f}")
-        if stale >= patience:
-            break
+        if checkpoint is not None and (epoch + 1) % checkpoint.every == 0:
+            checkpoint.save({
+                "module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                "numpy_rng": json.dumps(rng.bit_generator.state),
+                **({"torch_rng": generator.get_state()} if generator is not None else {}),
+                "best": best, "best_state": best_state, "stale": stale, "history": history,
+                "epoch": epoch + 1,
+            })
     bar.close()
     module.load_state_dict(best_state)
     module.eval()

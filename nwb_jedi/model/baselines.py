@@ -1,0 +1,462 @@
+"""Baselines that run on the same TrialDataset and expose the same API as JEDI.
+
+- `PerConditionRNN`: one independent data-constrained RNN per condition (the classic dRNN, as in
+  CURBD), of the same family as JEDI's (units = neurons, low-rank ``J = M Uᵀ / N``, tanh, same
+  readout and likelihood) and trained with the same loop, budget and stopping rule. The RNNs
+  of all conditions are trained together as batched weight tensors ``(C, N, R)`` indexed by each
+  trial's condition, which is equivalent to C separate fits (no parameter is shared between
+  conditions except the readout, which JEDI shares too) but costs one batched step per bin.
+- `SharedRNN`: one RNN for all trials, no embedding (the condition is invisible to it).
+- `PSTHBaseline`: the smoothed trial-averaged PSTH of each condition's training trials.
+
+All three: hyperparameters in ``__init__``, ``fit(train, val=None)`` returns self,
+``predict_rates(ds)`` gives (K, T, N) rates in Hz, ``score(ds)`` the same metrics as JEDI. The
+RNN baselines also expose ``condition_weights``, ``eigenvalues`` and ``alpha_``, so the dynamics
+analyses (`nwb_jedi.analysis`) apply to them unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nwb_jedi.analysis import metrics
+from nwb_jedi.data.dataset import TrialDataset, condition_means
+from nwb_jedi.errors import UserError
+from nwb_jedi.model.hypernet import RNNWeights
+from nwb_jedi.model.rnn import Readout, gaussian_nll, poisson_nll, simulate
+from nwb_jedi.model.train import run_training, threads_for_step_size
+
+_EVAL_BATCH = 256
+
+
+class _Estimator:
+    """scikit-learn protocol shared by the baselines."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> _Estimator:
+        """Set hyperparameters; returns self."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise ValueError(f"{type(self).__name__} has no hyperparameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in
+                                                      changed.items()) + ")"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "conditions_"):
+            raise UserError(f"this {type(self).__name__} is not fitted yet; call fit(train, val) "
+                            f"first")
+
+    def _check_data(self, ds: TrialDataset) -> None:
+        if not isinstance(ds, TrialDataset):
+            raise UserError(f"expected a TrialDataset, got {type(ds).__name__}")
+        if ds.n_units != len(self.unit_id_) or not np.array_equal(
+                np.asarray(ds.unit_id).astype(str), np.asarray(self.unit_id_).astype(str)):
+            raise UserError("the data's neurons differ from those the model was fitted on; use "
+                            "the same units")
+        if not math.isclose(ds.bin_size, self.bin_size_, rel_tol=1e-6):
+            raise UserError(f"the data are binned at {ds.bin_size * 1e3:g} ms but the model was "
+                            f"fitted at {self.bin_size_ * 1e3:g} ms; rebin to match")
+
+    def _condition_rows(self, ds: TrialDataset) -> np.ndarray:
+        """Each trial's row in `conditions_`, matched by label; unknown conditions refused."""
+        known = {label: i for i, label in enumerate(self.conditions_["label"].astype(str))}
+        labels = ds.conditions["label"].astype(str).to_numpy()
+        missing = sorted({labels[c] for c in np.unique(ds.condition)} - set(known))
+        if missing:
+            raise UserError(f"{len(missing)} condition(s) were not in the training data "
+                            f"({', '.join(map(repr, missing[:5]))}); {type(self).__name__} "
+                            f"can only predict conditions it was fitted on")
+        return np.array([known.get(label, -1) for label in labels])[ds.condition]
+
+    def predict_rates(self, ds: TrialDataset) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, ds: TrialDataset) -> dict[str, float]:
+        """The same metrics as `JEDI.score` on the trials of `ds` (use held-out trials)."""
+        return metrics.score_rates(self.predict_rates(ds), ds)
+
+
+# ---------------------------------------------------------------------- RNN baselines
+class _RNNModule(nn.Module):
+    """G independent RNNs (batched weights) with one shared readout."""
+
+    def __init__(self, n_groups: int, n_units: int, rank: int | None, observation: str):
+        super().__init__()
+        # Same initial scale as JEDI's hypernetwork output: unit-variance low-rank factors
+        # (J ~ sqrt(R/N)), or J ~ 0.5/sqrt(N) for full rank; zero bias and initial state.
+        if rank is not None:
+            self.M = nn.Parameter(torch.randn(n_groups, n_units, rank))
+            self.U = nn.Parameter(torch.randn(n_groups, n_units, rank))
+        else:
+            self.J = nn.Parameter(torch.randn(n_groups, n_units, n_units) * 0.5 / n_units ** 0.5)
+        self.b = nn.Parameter(torch.zeros(n_groups, n_units))
+        self.x0 = nn.Parameter(torch.zeros(n_groups, n_units))
+        self.rank = rank
+        self.readout = Readout(n_units, observation)
+        self.register_buffer("target_mean", torch.zeros(n_units))
+        self.register_buffer("target_std", torch.ones(n_units))
+
+    def weights(self, group: torch.Tensor) -> RNNWeights:
+        if self.rank is not None:
+            return RNNWeights(b=self.b[group], x0=self.x0[group], M=self.M[group],
+                              U=self.U[group])
+        return RNNWeights(b=self.b[group], x0=self.x0[group], J=self.J[group])
+
+    def forward(self, group: torch.Tensor, n_steps: int, alpha: float, noise_std: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.readout(simulate(self.weights(group), n_steps, alpha, noise_std, generator))
+
+
+class _RNNBaseline(_Estimator):
+    """Shared machinery of `PerConditionRNN` and `SharedRNN`."""
+
+    _description = "RNN baseline"
+
+    def __init__(self, rank: int | None = 4, tau: float = 0.05, observation: str = "poisson",
+                 noise_std: float = 0.05, lr: float = 1e-2, weight_decay: float = 0.0,
+                 max_epochs: int = 500, patience: int = 40, batch_size: int = 64,
+                 grad_clip: float = 1.0, smooth_sd: float = 0.04, device: str = "auto",
+                 seed: int = 0, progress: bool = False):
+        self.rank = rank
+        self.tau = tau
+        self.observation = observation
+        self.noise_std = noise_std
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.grad_clip = grad_clip
+        self.smooth_sd = smooth_sd
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # -- which RNN each trial uses
+    def _n_groups(self) -> int:
+        raise NotImplementedError
+
+    def _groups(self, ds: TrialDataset) -> np.ndarray:
+        raise NotImplementedError
+
+    def _group_of(self, condition: int | str) -> int:
+        raise NotImplementedError
+
+    # -- fitted state
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise UserError(f"this {type(self).__name__} is not fitted yet; call fit(train, val) "
+                            f"first")
+
+    @property
+    def alpha_(self) -> float:
+        """Integration step α = Δ/τ (capped at 1), as in JEDI."""
+        return min(1.0, self.bin_size_ / self.tau)
+
+    @property
+    def n_units_(self) -> int:
+        return len(self.unit_id_)
+
+    def _check_params(self) -> None:
+        if self.observation not in ("poisson", "gaussian"):
+            raise UserError(f"observation must be 'poisson' or 'gaussian', got "
+                            f"{self.observation!r}")
+        if self.rank is not None and (not isinstance(self.rank, int | np.integer)
+                                      or self.rank < 1):
+            raise UserError(f"rank must be a positive integer or None, got {self.rank!r}")
+        for name in ("max_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("tau", "lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a positive number, got {value!r}")
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("device='cuda' was asked for but no CUDA GPU is available; use "
+                            "device='auto' or 'cpu'")
+        return torch.device(self.device)
+
+    # -- targets and outputs (the same conventions as JEDI)
+    def _targets(self, ds: TrialDataset) -> np.ndarray:
+        if self.observation == "poisson":
+            return ds.counts
+        rates = metrics.smooth(ds.counts / ds.bin_size, self.smooth_sd / ds.bin_size)
+        mean = self.module_.target_mean.cpu().numpy()
+        std = self.module_.target_std.cpu().numpy()
+        return ((rates - mean) / std).astype(np.float32)
+
+    def _output_to_rates(self, output: np.ndarray) -> np.ndarray:
+        if self.observation == "poisson":
+            return output / self.bin_size_
+        mean = self.module_.target_mean.cpu().numpy()
+        std = self.module_.target_std.cpu().numpy()
+        return np.maximum(output * std + mean, 0.0)
+
+    def _init_readout(self, train: TrialDataset) -> None:
+        """Start each neuron at its mean rate, as JEDI does."""
+        with torch.no_grad():
+            if self.observation == "poisson":
+                mean_count = np.maximum(train.counts.mean(axis=(0, 1)), 1e-3)
+                inverse_softplus = mean_count + np.log(-np.expm1(-mean_count))
+                self.module_.readout.offset.copy_(torch.as_tensor(inverse_softplus,
+                                                                  dtype=torch.float32))
+            else:
+                rates = metrics.smooth(train.counts / train.bin_size,
+                                       self.smooth_sd / train.bin_size)
+                self.module_.target_mean.copy_(torch.as_tensor(rates.mean(axis=(0, 1)),
+                                                               dtype=torch.float32))
+                self.module_.target_std.copy_(torch.as_tensor(
+                    np.maximum(rates.std(axis=(0, 1)), 1e-3), dtype=torch.float32))
+
+    def _forward(self, groups: np.ndarray, n_steps: int) -> np.ndarray:
+        device = next(self.module_.parameters()).device
+        outputs = []
+        with torch.no_grad(), threads_for_step_size(min(len(groups), _EVAL_BATCH)
+                                                    * self.n_units_):
+            for start in range(0, len(groups), _EVAL_BATCH):
+                g = torch.as_tensor(groups[start:start + _EVAL_BATCH], device=device)
+                outputs.append(self.module_(g, n_steps, self.alpha_).cpu().numpy())
+        if not outputs:
+            return np.zeros((0, n_steps, self.n_units_), np.float32)
+        return np.concatenate(outputs)
+
+    def _loss(self, output, target):
+        return (poisson_nll if self.observation == "poisson" else gaussian_nll)(output, target)
+
+    # -- public API
+    def fit(self, train: TrialDataset, val: TrialDataset | None = None):
+        """Fit the RNN(s) and the readout to the training trials; returns self.
+
+        Uses `nwb_jedi.model.train.run_training` with the same budget (`max_epochs`), early
+        stopping (`patience`, on `val` when given), minibatches and clipping as JEDI.
+        """
+        self._check_params()
+        if not isinstance(train, TrialDataset):
+            raise UserError(f"fit expects a TrialDataset, got {type(train).__name__}")
+        if train.n_trials == 0:
+            raise UserError("the training set has no trials; check the split")
+        if self.rank is not None and self.rank > train.n_units:
+            raise UserError(f"rank {self.rank} exceeds the number of neurons ({train.n_units}); "
+                            f"choose rank <= {train.n_units}")
+        if val is not None and val.n_trials == 0:
+            val = None
+        device = self._resolve_device()
+        self.bin_size_ = train.bin_size
+        self.unit_id_ = np.asarray(train.unit_id)
+        self._set_conditions(train)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.module_ = _RNNModule(self._n_groups(), train.n_units, self.rank,
+                                      self.observation)
+        self._init_readout(train)
+        module = self.module_.to(device)
+
+        n_steps, alpha = train.n_bins, self.alpha_
+        targets = torch.as_tensor(self._targets(train), device=device)
+        groups = torch.as_tensor(self._groups(train), device=device)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.lr,
+                                     weight_decay=self.weight_decay)
+
+        def batch_loss(batch: np.ndarray, net: nn.Module = module) -> torch.Tensor:
+            idx = torch.as_tensor(batch, device=device)
+            return self._loss(net(groups[idx], n_steps, alpha, self.noise_std, generator),
+                              targets[idx])
+
+        val_loss = None
+        if val is not None:
+            self._check_data(val)
+            val_targets = torch.as_tensor(self._targets(val), device=device)
+            val_groups = self._groups(val)
+
+            def val_loss() -> float:
+                out = torch.as_tensor(self._forward(val_groups, val.n_bins), device=device)
+                return float(self._loss(out, val_targets))
+
+        optional = {"strata": groups.cpu().numpy(), "generator": generator}
+        accepted = inspect.signature(run_training).parameters
+        extra = {k: v for k, v in optional.items() if k in accepted}
+        start = time.perf_counter()
+        with threads_for_step_size(self.batch_size * train.n_units):
+            self.history_ = run_training(
+                batch_loss, train.n_trials, optimizer, list(module.parameters()), module,
+                val_loss=val_loss, max_epochs=self.max_epochs, patience=self.patience,
+                batch_size=self.batch_size, grad_clip=self.grad_clip, seed=self.seed,
+                progress=self.progress, description=self._description, **extra)
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_epochs_ = len(self.history_["epoch"])
+        return self
+
+    def _set_conditions(self, train: TrialDataset) -> None:
+        self.conditions_ = train.conditions.reset_index(drop=True).copy()
+
+    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
+        """Predicted firing rates in Hz, shape (K, T, N)."""
+        self._check_fitted()
+        self._check_data(ds)
+        return self._output_to_rates(self._forward(self._groups(ds), ds.n_bins)).astype(
+            np.float32)
+
+    def condition_weights(self, condition: int | str) -> dict[str, np.ndarray]:
+        """The RNN weights used for a condition: ``J`` (N×N), ``b``, ``x0`` (and ``M``, ``U``)."""
+        self._check_fitted()
+        device = next(self.module_.parameters()).device
+        g = torch.as_tensor([self._group_of(condition)], device=device)
+        with torch.no_grad():
+            w = self.module_.weights(g)
+            out = {"J": w.dense_J()[0], "b": w.b[0], "x0": w.x0[0]}
+            if w.M is not None:
+                out["M"], out["U"] = w.M[0], w.U[0]
+        return {k: v.cpu().numpy().copy() for k, v in out.items()}
+
+    def eigenvalues(self, condition: int | str) -> np.ndarray:
+        """Nonzero eigenvalues of J for a condition, by decreasing modulus (R×R for low rank)."""
+        w = self.condition_weights(condition)
+        if "M" in w:
+            values = np.linalg.eigvals(w["U"].T.astype(np.float64) @ w["M"] / self.n_units_)
+        else:
+            values = np.linalg.eigvals(w["J"].astype(np.float64))
+        return values[np.argsort(-np.abs(values), kind="stable")]
+
+    def _row(self, condition: int | str) -> int:
+        self._check_fitted()
+        labels = list(self.conditions_["label"].astype(str))
+        if isinstance(condition, int | np.integer):
+            if not 0 <= condition < len(labels):
+                raise UserError(f"condition index {condition} is out of range; the model has "
+                                f"{len(labels)} conditions")
+            return int(condition)
+        if str(condition) not in labels:
+            raise UserError(f"unknown condition {condition!r}; known: {', '.join(labels[:10])}")
+        return labels.index(str(condition))
+
+
+class PerConditionRNN(_RNNBaseline):
+    """One independent data-constrained RNN per condition (the classic dRNN, as in CURBD).
+
+    Same family as JEDI's RNN (units = neurons, ``J = M Uᵀ / N`` of rank `rank`, tanh, α = Δ/τ,
+    per-neuron readout shared across conditions) and the same training loop and budget; each
+    condition's ``M, U, b, x0`` are free parameters instead of hypernetwork outputs. Conditions
+    absent from the training data cannot be predicted: fit a new one on their trials.
+
+    Parameters
+    ----------
+    rank, tau, observation, noise_std, lr, weight_decay, max_epochs, patience, batch_size,
+    grad_clip, smooth_sd, device, seed, progress
+        As in `JEDI` (`lr` applies to all parameters).
+
+    Attributes
+    ----------
+    conditions_ : DataFrame
+        The conditions fitted, one RNN each (row order = RNN index).
+    history_ : dict of lists
+        Per-epoch ``train_loss`` and ``val_loss``.
+    """
+
+    _description = "per-condition RNNs"
+
+    def _n_groups(self) -> int:
+        return len(self.conditions_)
+
+    def _groups(self, ds: TrialDataset) -> np.ndarray:
+        return self._condition_rows(ds)
+
+    def _group_of(self, condition: int | str) -> int:
+        return self._row(condition)
+
+
+class SharedRNN(_RNNBaseline):
+    """One data-constrained RNN for all trials, with no embedding: the condition is invisible.
+
+    Parameters and attributes as `PerConditionRNN`; every condition maps to the same weights.
+    """
+
+    _description = "shared RNN"
+
+    def _n_groups(self) -> int:
+        return 1
+
+    def _groups(self, ds: TrialDataset) -> np.ndarray:
+        return np.zeros(ds.n_trials, dtype=np.int64)
+
+    def _group_of(self, condition: int | str) -> int:
+        self._row(condition)  # validates the condition
+        return 0
+
+
+# ---------------------------------------------------------------------- PSTH
+class PSTHBaseline(_Estimator):
+    """The smoothed trial-averaged PSTH of each condition's training trials.
+
+    Parameters
+    ----------
+    smooth_sd : float
+        Gaussian smoothing (s) applied along time to the trial average (smoothing and averaging
+        commute, so this is also the average of smoothed trials).
+    min_rate : float
+        Floor (Hz) on the prediction, so that a neuron silent in a condition's training trials
+        does not get zero probability for a spike on held-out trials.
+
+    Attributes
+    ----------
+    psth_ : ndarray (C, T, N)
+        Predicted rates in Hz per condition, rows in the order of `conditions_`.
+    """
+
+    def __init__(self, smooth_sd: float = metrics.DEFAULT_SMOOTH_SD, min_rate: float = 0.1):
+        self.smooth_sd = smooth_sd
+        self.min_rate = min_rate
+
+    def fit(self, train: TrialDataset, val: TrialDataset | None = None) -> PSTHBaseline:
+        """Average each condition's training trials; `val` is not needed (accepted for parity)."""
+        if not isinstance(train, TrialDataset):
+            raise UserError(f"fit expects a TrialDataset, got {type(train).__name__}")
+        if train.n_trials == 0:
+            raise UserError("the training set has no trials; check the split")
+        if self.smooth_sd < 0 or self.min_rate < 0:
+            raise UserError("smooth_sd and min_rate must be >= 0")
+        present = np.flatnonzero(train.trials_per_condition() > 0)
+        mean = condition_means(train.counts / train.bin_size, train.condition,
+                               train.n_conditions)[present]
+        self.psth_ = np.maximum(metrics.smooth(mean, self.smooth_sd / train.bin_size),
+                                self.min_rate)
+        self.conditions_ = train.conditions.iloc[present].reset_index(drop=True).copy()
+        self.bin_size_ = train.bin_size
+        self.unit_id_ = np.asarray(train.unit_id)
+        self.n_bins_ = train.n_bins
+        return self
+
+    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
+        """Each trial's condition PSTH, (K, T, N) in Hz."""
+        self._check_fitted()
+        self._check_data(ds)
+        if ds.n_bins != self.n_bins_:
+            raise UserError(f"the data have {ds.n_bins} bins per trial but the PSTHs have "
+                            f"{self.n_bins_}; use trials of the same length")
+        return self.psth_[self._condition_rows(ds)].astype(np.float32)
+
