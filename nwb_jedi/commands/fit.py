@@ -45,6 +45,11 @@ def register(subparsers) -> None:
     model.add_argument("--patience", type=int, default=40, help="early-stopping patience")
     model.add_argument("--device", default="auto", help="auto, cpu or cuda")
     model.add_argument("--seed", type=int, default=0, help="seed of split, init and noise")
+    model.add_argument("--checkpoint", metavar="DIR",
+                       help="save a resumable checkpoint to DIR every --checkpoint-every epochs")
+    model.add_argument("--checkpoint-every", type=int, default=10, metavar="N")
+    model.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in --checkpoint DIR")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default="jedi_fit.nwb", metavar="FILE",
                      help="output NWB file (default jedi_fit.nwb)")
@@ -60,12 +65,19 @@ def run(args: argparse.Namespace) -> int:
     from nwb_jedi.data.presets import preset
     from nwb_jedi.io.read import read_session
     from nwb_jedi.io.write import write_results
+    from nwb_jedi.model.distributed import init_from_env, is_main_process
     from nwb_jedi.model.jedi import JEDI
 
+    if args.resume and not args.checkpoint:
+        raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
+    # Under torchrun every rank runs this command; rank 0 alone writes files and prints.
+    init_from_env("cuda" if args.device.startswith("cuda") else "cpu")
+    main = is_main_process()
     if os.path.exists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
                         f"another --out")
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    quiet = args.quiet or not main
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     start = time.perf_counter()
 
     source = args.source
@@ -76,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         say("no SOURCE given: fitting the embedded monkey PMd reaching data (Yu et al. 2009)")
     session = read_session(source, asset=args.asset, cache_dir=args.cache_dir)
     mapper = ConditionMapper(**mapper_kwargs(args, default), seed=args.seed,
-                             verbose=not args.quiet)
+                             verbose=not quiet)
     ds = mapper.build(session)
     say(f"data: {ds}")
 
@@ -84,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
                  tau=args.tau_ms / 1000.0, observation=args.observation,
                  trial_embeddings=args.trial_embeddings, max_epochs=args.epochs,
                  patience=args.patience, device=args.device, seed=args.seed,
-                 progress=not args.quiet)
-    model.fit(ds.train, ds.val)
+                 progress=not quiet)
+    model.fit(ds.train, ds.val, checkpoint_dir=args.checkpoint,
+              checkpoint_every=args.checkpoint_every, resume=args.resume)
+    if not main:
+        return 0
     scores = {"test": model.score(ds.test), "train": model.score(ds.train)}
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
                   metrics=scores)

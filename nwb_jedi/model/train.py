@@ -172,7 +172,7 @@ def run_training(
     rank, world = rank_and_world()
     net: torch.nn.Module = module
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+        net = torch.nn.parallel.DistributedDataParallel(module)
     rng = np.random.default_rng(seed)
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
     best = math.inf
