@@ -88,3 +88,63 @@ def single_trial_r2(rates: np.ndarray, counts: np.ndarray, bin_size: float,
 def rate_r2(rates: np.ndarray, true_rates: np.ndarray) -> float:
     """R² of predicted rates against known (e.g. teacher) rates, averaged over neurons."""
     return float(np.nanmean(r2_per_neuron(rates, true_rates)))
+
+
+def score_rates(rates: np.ndarray, ds) -> dict[str, float]:
+    """The standard metrics of predicted rates (K, T, N, Hz) on the trials of a TrialDataset.
+
+    ``bits_per_spike``, ``psth_r2``, ``r2`` (single trial), ``n_trials``, and ``r2_true`` when
+    the dataset carries ground-truth rates — the same dictionary as `JEDI.score`.
+    """
+    out = {
+        "bits_per_spike": bits_per_spike(rates, ds.counts, ds.bin_size),
+        "psth_r2": psth_r2(rates, ds.counts, ds.condition, ds.n_conditions, ds.bin_size),
+        "r2": single_trial_r2(rates, ds.counts, ds.bin_size),
+        "n_trials": float(ds.n_trials),
+    }
+    if ds.ground_truth and "trial_rates" in ds.ground_truth:
+        out["r2_true"] = rate_r2(rates, ds.ground_truth["trial_rates"])
+    return out
+
+
+def heldout_unit_mask(n_units: int, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """A boolean mask (N,) marking a random `fraction` of neurons as held out (at least one)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    if n_units < 2:
+        raise ValueError("co-smoothing needs at least two neurons")
+    n_out = min(n_units - 1, max(1, int(round(fraction * n_units))))
+    mask = np.zeros(n_units, dtype=bool)
+    mask[np.random.default_rng(seed).choice(n_units, n_out, replace=False)] = True
+    return mask
+
+
+def co_smoothing_bits_per_spike(model, ds, heldout: np.ndarray, *, per_trial: bool = False,
+                                max_epochs: int | None = None) -> float:
+    """Co-smoothing bits per spike (NLB protocol) of a fitted JEDI on the trials of `ds`.
+
+    The model (fitted on training trials with all neurons) infers embeddings for `ds` from the
+    held-in neurons only (``infer_embeddings(ds, unit_mask=~heldout)``: the network is frozen),
+    then predicts every neuron; the score is the bits per spike of the held-out neurons, which
+    the inference never saw.
+
+    Parameters
+    ----------
+    model : fitted JEDI
+    ds : TrialDataset
+        Evaluation trials (held out from training).
+    heldout : array of bool (N,)
+        Neurons to score (see `heldout_unit_mask`).
+    per_trial : bool
+        Infer a per-trial embedding offset as well as the condition embeddings.
+    max_epochs : int, optional
+        Budget of the inference.
+    """
+    heldout = np.asarray(heldout, dtype=bool)
+    if heldout.shape != (ds.n_units,) or not heldout.any() or heldout.all():
+        raise ValueError("heldout must be a boolean mask over the neurons with at least one "
+                         "held-out and one held-in neuron")
+    inferred = model.infer_embeddings(ds, per_trial=per_trial, unit_mask=~heldout,
+                                      max_epochs=max_epochs)
+    rates = inferred.predict_rates(ds)
+    return bits_per_spike(rates, ds.counts, ds.bin_size, units=heldout)

@@ -441,7 +441,7 @@ class PSTHBaseline(_Estimator):
         if self.smooth_sd < 0 or self.min_rate < 0:
             raise UserError("smooth_sd and min_rate must be >= 0")
         present = np.flatnonzero(train.trials_per_condition() > 0)
-        mean = condition_means(train.counts / train.bin_size, train.condition,
+        mean = condition_means(train.counts.astype(np.float64) / train.bin_size, train.condition,
                                train.n_conditions)[present]
         self.psth_ = np.maximum(metrics.smooth(mean, self.smooth_sd / train.bin_size),
                                 self.min_rate)

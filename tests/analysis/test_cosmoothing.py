@@ -1,0 +1,49 @@
+"""score_rates, held-out unit masks and co-smoothing (NLB protocol)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nwb_jedi.analysis import metrics
+from nwb_jedi.data.dataset import TrialDataset
+
+
+def test_score_rates_matches_the_model_score(small_jedi, oscillation_dataset):
+    test = oscillation_dataset.test
+    ours = metrics.score_rates(small_jedi.predict_rates(test), test)
+    assert ours == pytest.approx(small_jedi.score(test))
+    assert "r2_true" in ours
+
+
+def test_heldout_mask():
+    mask = metrics.heldout_unit_mask(10, 0.2, seed=1)
+    assert mask.dtype == bool and mask.sum() == 2
+    np.testing.assert_array_equal(mask, metrics.heldout_unit_mask(10, 0.2, seed=1))
+    assert metrics.heldout_unit_mask(3, 0.01).sum() == 1
+    assert metrics.heldout_unit_mask(3, 0.99).sum() == 2
+    with pytest.raises(ValueError):
+        metrics.heldout_unit_mask(10, 1.5)
+
+
+def test_co_smoothing_never_looks_at_the_heldout_neurons(small_jedi, oscillation_dataset):
+    test = oscillation_dataset.test
+    heldout = metrics.heldout_unit_mask(test.n_units, 0.25, seed=0)
+    score = metrics.co_smoothing_bits_per_spike(small_jedi, test, heldout, max_epochs=15)
+    assert np.isfinite(score)
+    # Scramble the held-out neurons' spikes: the inference (held-in only) must not change, so
+    # the prediction is identical and only the score moves.
+    counts = test.counts.copy()
+    rng = np.random.default_rng(0)
+    counts[:, :, heldout] = rng.poisson(3.0, counts[:, :, heldout].shape)
+    scrambled = TrialDataset(counts=counts, condition=test.condition,
+                             conditions=test.conditions, trial_id=test.trial_id,
+                             unit_id=test.unit_id, time=test.time, align_time=test.align_time,
+                             bin_size=test.bin_size, split=test.split)
+    a = small_jedi.infer_embeddings(test, unit_mask=~heldout, max_epochs=15)
+    b = small_jedi.infer_embeddings(scrambled, unit_mask=~heldout, max_epochs=15)
+    np.testing.assert_allclose(a.embeddings_, b.embeddings_, rtol=1e-6)
+    other = metrics.co_smoothing_bits_per_spike(small_jedi, scrambled, heldout, max_epochs=15)
+    assert other != score
+    with pytest.raises(ValueError):
+        metrics.co_smoothing_bits_per_spike(small_jedi, test, np.zeros(test.n_units, bool))
