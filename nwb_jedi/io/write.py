@@ -211,6 +211,7 @@ def _append_module(base: str, tmp: str, contents: list, module_name: str) -> Non
     from pynwb import NWBHDF5IO
 
     shutil.copyfile(base, tmp)
+    original = _attribute_snapshot(tmp)
     with NWBHDF5IO(tmp, "a") as io:
         nwbfile = io.read()
         if module_name in nwbfile.processing:
@@ -218,6 +219,49 @@ def _append_module(base: str, tmp: str, contents: list, module_name: str) -> Non
                             f"choose another module_name (--module-name)")
         _add_module(nwbfile, contents, module_name)
         io.write(nwbfile)
+    _restore_attributes(tmp, original)
+
+
+def _attribute_snapshot(path: str) -> dict[str, dict[str, tuple[Any, np.dtype]]]:
+    """Every attribute of every object, with its stored dtype."""
+    snapshot: dict[str, dict[str, tuple[Any, np.dtype]]] = {}
+
+    def record(name: str, obj) -> None:
+        snapshot[name] = {key: (obj.attrs[key], obj.attrs.get_id(key).dtype)
+                          for key in obj.attrs}
+
+    with h5py.File(path, "r") as h5:
+        record("/", h5)
+        h5.visititems(record)
+    return snapshot
+
+
+def _restore_attributes(path: str, snapshot: dict[str, dict[str, tuple[Any, np.dtype]]]) -> None:
+    """Undo what pynwb's append rewrote in objects that were already in the file.
+
+    On write, pynwb migrates old files' metadata (the root ``nwb_version``, renamed core
+    types such as ``DynamicTable`` -> ``ElectrodesTable``). The file's existing content must
+    stay exactly as it was, so those attributes get their original values back; only the new
+    processing module and the cached ndx-jedi spec are added.
+    """
+    with h5py.File(path, "a") as h5:
+        for name, attrs in snapshot.items():
+            obj = h5 if name == "/" else h5[name]
+            for key in list(obj.attrs):
+                if key not in attrs:
+                    del obj.attrs[key]
+            for key, (value, dtype) in attrs.items():
+                if key not in obj.attrs or not _attr_equal(obj.attrs[key], value):
+                    obj.attrs.create(key, value, dtype=dtype)
+
+
+def _attr_equal(a, b) -> bool:
+    if isinstance(a, h5py.Reference) or isinstance(b, h5py.Reference):
+        return type(a) is type(b) and bool(a) == bool(b)
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _add_module(nwbfile, contents: list, module_name: str) -> None:
