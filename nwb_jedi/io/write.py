@@ -123,6 +123,12 @@ def write_results(model: JEDI, dataset: TrialDataset, out_path: str | os.PathLik
             dict(dataset.metadata.get("source", {}) or {})
         if session is not None and session.metadata.get("identifier"):
             session_source.setdefault("identifier", str(session.metadata["identifier"]))
+        path = session_source.get("path")
+        if session_source.get("kind") == "local" and path and os.path.isfile(path) \
+                and not session_source.get("sha256"):
+            from nwb_jedi.io.sources import file_sha256
+
+            session_source["sha256"] = file_sha256(path)
 
     # Everything that can fail for model/data reasons happens before any file is touched.
     contents = _module_contents(model, dataset, session_source, metrics)
@@ -185,13 +191,7 @@ def _resolve_session(source) -> Session | None:
         return source
     from nwb_jedi.io.read import read_session
 
-    session = read_session(source, behavior=False)
-    if session.source.get("kind") == "local" and session.source.get("path") \
-            and not session.source.get("sha256"):
-        from nwb_jedi.io.sources import file_sha256
-
-        session.source["sha256"] = file_sha256(session.source["path"])
-    return session
+    return read_session(source, behavior=False)
 
 
 def _same_file(a: str | None, b: str) -> bool:

@@ -1,0 +1,53 @@
+"""The ndx-jedi extension spec: shipped YAML up to date, loaded, documented, well named."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from nwb_jedi.io import ndx
+from nwb_jedi.io.ndx.spec import NAMESPACE, SPEC_DIR, write_spec
+
+
+def test_shipped_yaml_matches_the_spec_builder(tmp_path):
+    namespace, extensions = write_spec(tmp_path)
+    for built in (namespace, extensions):
+        shipped = SPEC_DIR / built.name
+        assert yaml.safe_load(built.read_text()) == yaml.safe_load(shipped.read_text()), (
+            f"{shipped.name} is stale; run python -m nwb_jedi.io.ndx.spec")
+
+
+def test_namespace_is_loaded_and_types_registered():
+    from pynwb import get_type_map
+
+    catalog = get_type_map().namespace_catalog
+    assert NAMESPACE in catalog.namespaces
+    ndx.load_namespace()  # idempotent
+    for name in ("JEDIModel", "JEDIParameter", "JEDIConditionTable", "JEDITrialTable",
+                 "JEDIBinnedCounts", "JEDIMetricsTable", "JEDIEigenvalueTable"):
+        assert getattr(ndx, name).__name__ == name
+
+
+def _walk(spec, path=""):
+    yield path, spec
+    for key in ("attributes", "datasets", "groups"):
+        for child in spec.get(key, []) or []:
+            name = child.get("name") or child.get("neurodata_type_def") or \
+                child.get("neurodata_type_inc")
+            yield from _walk(child, f"{path}/{name}")
+
+
+def test_every_field_documented_and_names_follow_best_practices():
+    types = yaml.safe_load((SPEC_DIR / f"{NAMESPACE}.extensions.yaml").read_text())
+    specs = types.get("groups", []) + types.get("datasets", [])
+    assert len(specs) == 7
+    for spec in specs:
+        name = spec["neurodata_type_def"]
+        assert name.startswith("JEDI")
+        if spec.get("neurodata_type_inc") == "DynamicTable":
+            assert name.endswith("Table"), name
+        for path, field in _walk(spec, name):
+            assert isinstance(field.get("doc"), str) and len(field["doc"]) > 10, path
+            if field.get("name"):
+                assert re.fullmatch(r"[a-z][a-z0-9_]*", field["name"]), path
