@@ -10,6 +10,8 @@ the discrete-time Jacobian DF there: stable (all |λ| < 1), unstable (all |λ| >
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,3 +211,14 @@ def fixed_points(model, condition: int | str, *, n_initial: int = 256, n_steps: 
     return find_fixed_points(step, init, tol=tol, unique_tol=unique_tol, max_iters=max_iters,
                              lr=lr, newton_steps=newton_steps,
                              jacobian=model_jacobian(model, condition))
+
+
+class _CallableModule(types.ModuleType):
+    """``nwb_jedi.analysis.fixed_points(...)`` calls the function even though the name is also this
+    module's (importing a submodule rebinds the package attribute to the module)."""
+
+    def __call__(self, *args, **kwargs):
+        return fixed_points(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -9,6 +9,8 @@ line attractor); positive: chaos.
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,3 +138,14 @@ def lyapunov(model, condition: int | str, *, n_steps: int = 500, n_exponents: in
     dt = float(model.bin_size_)
     per_step = per_trajectory.mean(axis=0)
     return LyapunovResult(per_step, per_step / dt, per_trajectory, dt)
+
+
+class _CallableModule(types.ModuleType):
+    """``nwb_jedi.analysis.lyapunov(...)`` calls the function even though the name is also this
+    module's (importing a submodule rebinds the package attribute to the module)."""
+
+    def __call__(self, *args, **kwargs):
+        return lyapunov(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -145,3 +145,14 @@ def test_lyapunov_of_contracting_model(small_jedi):
     assert result.per_step[1] >= np.log(1 - small_jedi.alpha_) - 1e-6
     with pytest.raises(UserError):
         lyapunov(small_jedi, 0, n_exponents=0)
+
+
+def test_package_exports_call_the_analyses(small_jedi):
+    import nwb_jedi.analysis as analysis
+
+    found = analysis.fixed_points(small_jedi, 0, n_initial=8, max_iters=100)
+    assert hasattr(found, "stability")
+    assert analysis.lyapunov(small_jedi, 0, n_steps=10, n_transient=0).per_step.shape == (1,)
+    assert callable(analysis.interpolate) and callable(analysis.split_phases)
+    with pytest.raises(AttributeError):
+        analysis.no_such_analysis  # noqa: B018
