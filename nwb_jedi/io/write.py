@@ -816,13 +816,6 @@ def load_model(path: str | os.PathLike, module_name: str | None = None) -> JEDI:
     with _open(path) as h5:
         module = _module(h5, path, module_name)
         config, tensors = _read_model_group(module["model"])
-    # Parameters that never made it into the file: the empty per-trial offsets (no rank-0
-    # datasets exist; an empty (0, d) table is rebuilt from its config).
-    if "trial_offsets" not in tensors and not config.get("trial_offset_ids"):
-        params = config.get("params", {})
-        dim = params.get("embed_dim") if isinstance(params, dict) else None
-        if isinstance(dim, int):
-            tensors["trial_offsets"] = np.zeros((0, dim), dtype=np.float32)
     return JEDI.from_state(config, tensors)
 
 
