@@ -442,9 +442,15 @@ class JEDI:
             val_offsets = self._offset_index(val)
 
             def val_loss() -> float:
-                out = torch.as_tensor(self._forward_batches(val_condition, val_offsets,
-                                                            val.n_bins), device=device)
-                return float(self._loss(out, val_targets, mask))
+                # Chunked like prediction, so memory stays bounded by the chunk, not the data.
+                total = 0.0
+                for start in range(0, val.n_trials, _EVAL_BATCH):
+                    sl = slice(start, start + _EVAL_BATCH)
+                    out = module(torch.as_tensor(val_condition[sl], device=device), val.n_bins,
+                                 alpha, torch.as_tensor(val_offsets[sl], device=device))
+                    chunk = self._loss(out, val_targets[sl], mask)
+                    total += float(chunk) * out.shape[0]
+                return total / val.n_trials
 
         try:
             with threads_for_step_size(self.batch_size * train.n_units):
