@@ -42,8 +42,8 @@ def mc_maze_sized(n_trials=N_TRIALS, seed=0) -> TrialDataset:
     cond_freq = rng.uniform(0.5, 3.0, N_CONDITIONS)
     cond_phase = rng.uniform(0, 2 * np.pi, N_CONDITIONS)
     cond_amp = rng.uniform(0.5, 1.5, N_CONDITIONS)
-    latent = np.stack([cond_amp[:, None] * np.sin(2 * np.pi * cond_freq[:, None] * t + cond_phase[:, None]),
-                       cond_amp[:, None] * np.cos(2 * np.pi * cond_freq[:, None] * t + cond_phase[:, None]),
+    angle = 2 * np.pi * cond_freq[:, None] * t + cond_phase[:, None]
+    latent = np.stack([cond_amp[:, None] * np.sin(angle), cond_amp[:, None] * np.cos(angle),
                        np.tile(np.exp(-t / 0.2), (N_CONDITIONS, 1)) * cond_amp[:, None],
                        np.tile(t / t[-1], (N_CONDITIONS, 1))], -1)
     rates = np.exp(base + latent @ loadings.T)  # C x T x N, Hz
