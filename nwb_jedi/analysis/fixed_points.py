@@ -29,6 +29,7 @@ from nwb_jedi.analysis.spectra import (
     trajectory_states,
 )
 from nwb_jedi.errors import UserError
+from nwb_jedi.model.train import threads_for_step_size
 
 
 @dataclass
@@ -125,6 +126,12 @@ def find_fixed_points(step: StepFn, initial_states: np.ndarray, *, tol: float = 
         raise UserError(f"initial_states must be a non-empty (B, N) array, got shape "
                         f"{init.shape}")
     jacobian = jacobian or autograd_jacobian(step)
+    with threads_for_step_size(init.size):
+        return _search(step, init, jacobian, tol=tol, unique_tol=unique_tol,
+                       max_iters=max_iters, lr=lr, newton_steps=newton_steps)
+
+
+def _search(step, init, jacobian, *, tol, unique_tol, max_iters, lr, newton_steps):
     n = init.shape[1]
     x = torch.tensor(init, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([x], lr=lr)

@@ -25,6 +25,7 @@ from nwb_jedi.analysis.spectra import (
     model_step,
 )
 from nwb_jedi.errors import UserError
+from nwb_jedi.model.train import threads_for_step_size
 
 
 @dataclass
@@ -93,7 +94,7 @@ def lyapunov_spectrum(step: StepFn, initial_states: np.ndarray, n_steps: int, *,
     q = torch.linalg.qr(torch.randn(batch, n, n_exponents, generator=generator,
                                     dtype=torch.float64)).Q
     log_growth = torch.zeros(batch, n_exponents, dtype=torch.float64)
-    with torch.no_grad():
+    with torch.no_grad(), threads_for_step_size(batch * n * n):
         for t in range(n_transient + n_steps):
             tangent = jacobian(x) @ q
             x = step(x).to(torch.float64)
