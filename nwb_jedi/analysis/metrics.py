@@ -90,6 +90,18 @@ def rate_r2(rates: np.ndarray, true_rates: np.ndarray) -> float:
     return float(np.nanmean(r2_per_neuron(rates, true_rates)))
 
 
+def pooled_r2(rates: np.ndarray, true_rates: np.ndarray) -> float:
+    """Fraction of the true rates' variance (about each neuron's mean) that is explained.
+
+    Pooled over neurons, so each neuron weighs by its variance: a nearly constant neuron
+    (e.g. a saturated teacher unit) has an R² of its own that only measures noise, and would
+    dominate a plain average over neurons.
+    """
+    y = np.asarray(true_rates, dtype=np.float64).reshape(-1, np.shape(true_rates)[-1])
+    p = np.asarray(rates, dtype=np.float64).reshape(-1, np.shape(rates)[-1])
+    return float(1 - ((y - p) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
+
+
 def score_rates(rates: np.ndarray, ds) -> dict[str, float]:
     """The standard metrics of predicted rates (K, T, N, Hz) on the trials of a TrialDataset.
 

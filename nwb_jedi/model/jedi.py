@@ -487,8 +487,9 @@ class JEDI:
         -------
         dict
             ``bits_per_spike`` (vs a per-neuron mean-rate null), ``psth_r2``
-            (condition-averaged), ``r2`` (single trial, smoothed data), and ``r2_true``
-            when `ds` carries ground-truth rates (synthetic data).
+            (condition-averaged), ``r2`` (single trial, smoothed data), and, when `ds`
+            carries ground-truth rates (synthetic data), ``r2_true`` (variance explained,
+            pooled over neurons) and ``r2_true_per_neuron`` (R² averaged over neurons).
         """
         rates = self.predict_rates(ds)
         out = {
@@ -499,7 +500,9 @@ class JEDI:
             "n_trials": float(ds.n_trials),
         }
         if ds.ground_truth and "trial_rates" in ds.ground_truth:
-            out["r2_true"] = metrics.rate_r2(rates, ds.ground_truth["trial_rates"])
+            truth = ds.ground_truth["trial_rates"]
+            out["r2_true"] = metrics.pooled_r2(rates, truth)
+            out["r2_true_per_neuron"] = metrics.rate_r2(rates, truth)
         return out
 
     def _condition_row(self, condition: int | str) -> int:

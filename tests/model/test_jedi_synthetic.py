@@ -2,23 +2,11 @@
 
 import time
 
-import numpy as np
 import pytest
 
 from nwb_jedi import JEDI
-from nwb_jedi.analysis.metrics import rate_r2
+from nwb_jedi.analysis.metrics import pooled_r2, rate_r2
 from nwb_jedi.synthetic import make_dataset
-
-
-def pooled_r2(pred: np.ndarray, true: np.ndarray) -> float:
-    """Fraction of the teacher rates' variance (about each neuron's mean) that is explained.
-
-    Pooled over neurons, i.e. neurons weigh by their variance: a neuron whose teacher unit is
-    saturated has almost constant rate and an R² of its own that only measures noise.
-    """
-    y = true.reshape(-1, true.shape[-1]).astype(np.float64)
-    p = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
-    return float(1 - ((y - p) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
 
 
 @pytest.fixture(scope="module")
