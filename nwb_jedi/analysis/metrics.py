@@ -105,8 +105,9 @@ def pooled_r2(rates: np.ndarray, true_rates: np.ndarray) -> float:
 def score_rates(rates: np.ndarray, ds) -> dict[str, float]:
     """The standard metrics of predicted rates (K, T, N, Hz) on the trials of a TrialDataset.
 
-    ``bits_per_spike``, ``psth_r2``, ``r2`` (single trial), ``n_trials``, and ``r2_true`` when
-    the dataset carries ground-truth rates — the same dictionary as `JEDI.score`.
+    ``bits_per_spike``, ``psth_r2``, ``r2`` (single trial), ``n_trials``, and ``r2_true``
+    (pooled) and ``r2_true_per_neuron`` when the dataset carries ground-truth rates — the same
+    dictionary as `JEDI.score`.
     """
     out = {
         "bits_per_spike": bits_per_spike(rates, ds.counts, ds.bin_size),
@@ -115,7 +116,9 @@ def score_rates(rates: np.ndarray, ds) -> dict[str, float]:
         "n_trials": float(ds.n_trials),
     }
     if ds.ground_truth and "trial_rates" in ds.ground_truth:
-        out["r2_true"] = rate_r2(rates, ds.ground_truth["trial_rates"])
+        truth = ds.ground_truth["trial_rates"]
+        out["r2_true"] = pooled_r2(rates, truth)
+        out["r2_true_per_neuron"] = rate_r2(rates, truth)
     return out
 
 
