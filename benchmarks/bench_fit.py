@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from nwb_jedi import JEDI, TrialDataset
-from nwb_jedi.model.hypernet import RNNWeights
-from nwb_jedi.model.rnn import Readout, poisson_nll, simulate
+from nwb_jedi.model.rnn import Readout, poisson_nll
 from nwb_jedi.model.train import threads_for_step_size
 
 N_TRIALS, N_BINS, N_UNITS, N_CONDITIONS, RANK, BIN = 2295, 70, 182, 108, 4, 0.01
@@ -64,9 +63,16 @@ class SharedWeightsRNN(torch.nn.Module):
         self.readout = Readout(n_units, "poisson")
 
     def forward(self, batch, n_steps, alpha, noise_std):
-        w = RNNWeights(b=self.b.expand(batch, -1), x0=self.x0.expand(batch, -1),
-                       M=self.M.expand(batch, -1, -1), U=self.U.expand(batch, -1, -1))
-        return self.readout(simulate(w, n_steps, alpha, noise_std))
+        # Shared weights allow the most efficient form, two plain matmuls over the batch.
+        n = self.b.shape[0]
+        x = self.x0.expand(batch, -1)
+        activity = [torch.tanh(x)]
+        for _ in range(n_steps - 1):
+            rec = (activity[-1] @ self.U / n) @ self.M.T
+            x = x + alpha * (-x + rec + self.b)
+            x = x + noise_std * alpha ** 0.5 * torch.randn_like(x)
+            activity.append(torch.tanh(x))
+        return self.readout(torch.stack(activity, 1))
 
 
 def throughput(step, n_batches, batch_size, n_bins, repeats=3):

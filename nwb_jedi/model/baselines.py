@@ -283,7 +283,7 @@ class _RNNBaseline(_Estimator):
         optimizer = torch.optim.Adam(module.parameters(), lr=self.lr,
                                      weight_decay=self.weight_decay)
 
-        def batch_loss(batch: np.ndarray, net: nn.Module = module) -> torch.Tensor:
+        def batch_loss(batch: np.ndarray, net: nn.Module) -> torch.Tensor:
             idx = torch.as_tensor(batch, device=device)
             return self._loss(net(groups[idx], n_steps, alpha, self.noise_std, generator),
                               targets[idx])
@@ -298,16 +298,14 @@ class _RNNBaseline(_Estimator):
                 out = torch.as_tensor(self._forward(val_groups, val.n_bins), device=device)
                 return float(self._loss(out, val_targets))
 
-        optional = {"strata": groups.cpu().numpy(), "generator": generator}
-        accepted = inspect.signature(run_training).parameters
-        extra = {k: v for k, v in optional.items() if k in accepted}
         start = time.perf_counter()
         with threads_for_step_size(self.batch_size * train.n_units):
             self.history_ = run_training(
                 batch_loss, train.n_trials, optimizer, list(module.parameters()), module,
                 val_loss=val_loss, max_epochs=self.max_epochs, patience=self.patience,
                 batch_size=self.batch_size, grad_clip=self.grad_clip, seed=self.seed,
-                progress=self.progress, description=self._description, **extra)
+                progress=self.progress, description=self._description,
+                strata=groups.cpu().numpy(), generator=generator)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_epochs_ = len(self.history_["epoch"])
         return self

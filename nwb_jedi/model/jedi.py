@@ -119,6 +119,8 @@ class JEDI:
         Identifiers of the modelled neurons.
     bin_size_ : float
         Bin width the model was fitted at (s).
+    n_bins_ : int
+        Trial length (bins) of the training data: the default length of simulations.
     """
 
     def __init__(
@@ -355,6 +357,7 @@ class JEDI:
             val = None
         device = self._resolve_device()
         self.bin_size_ = train.bin_size
+        self.n_bins_ = train.n_bins
         self.unit_id_ = np.asarray(train.unit_id)
         self.conditions_ = _present_conditions(train)
         self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
@@ -491,19 +494,7 @@ class JEDI:
             carries ground-truth rates (synthetic data), ``r2_true`` (variance explained,
             pooled over neurons) and ``r2_true_per_neuron`` (R² averaged over neurons).
         """
-        rates = self.predict_rates(ds)
-        out = {
-            "bits_per_spike": metrics.bits_per_spike(rates, ds.counts, ds.bin_size),
-            "psth_r2": metrics.psth_r2(rates, ds.counts, ds.condition, ds.n_conditions,
-                                       ds.bin_size),
-            "r2": metrics.single_trial_r2(rates, ds.counts, ds.bin_size),
-            "n_trials": float(ds.n_trials),
-        }
-        if ds.ground_truth and "trial_rates" in ds.ground_truth:
-            truth = ds.ground_truth["trial_rates"]
-            out["r2_true"] = metrics.pooled_r2(rates, truth)
-            out["r2_true_per_neuron"] = metrics.rate_r2(rates, truth)
-        return out
+        return metrics.score_rates(self.predict_rates(ds), ds)
 
     def _condition_row(self, condition: int | str) -> int:
         self._check_fitted()
@@ -611,6 +602,7 @@ class JEDI:
         new = JEDI(**self.get_params())
         new.trial_embeddings = per_trial
         new.bin_size_ = self.bin_size_
+        new.n_bins_ = self.n_bins_
         new.unit_id_ = self.unit_id_
         new.conditions_ = _present_conditions(ds)
         new.trial_offset_ids_ = (np.asarray(ds.trial_id) if per_trial
@@ -643,6 +635,7 @@ class JEDI:
             "params": {k: v for k, v in self.get_params().items() if k != "progress"},
             "n_units": self.n_units_,
             "bin_size": self.bin_size_,
+            "n_bins": self.n_bins_,
             "unit_id": _jsonable_list(self.unit_id_),
             "conditions": _table_to_json(self.conditions_),
             "trial_offset_ids": _jsonable_list(self.trial_offset_ids_),
@@ -682,6 +675,7 @@ class JEDI:
             model.device = "cpu"
             model._check_params()
             model.bin_size_ = float(config["bin_size"])
+            model.n_bins_ = int(config["n_bins"])
             model.unit_id_ = np.asarray(config["unit_id"])
             model.conditions_ = _table_from_json(config["conditions"])
             model.trial_offset_ids_ = np.asarray(config.get("trial_offset_ids", []))
