@@ -3,10 +3,53 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import re
+import sys
+from typing import Any, NoReturn
 
 from nwb_jedi.data.presets import PRESETS, preset
 from nwb_jedi.errors import UserError
+
+# Values such as "-0.25,0.45" (a window starting before the event) must not be taken for
+# options; argparse only recognises plain negative numbers as values by default.
+_NEGATIVE_VALUES = re.compile(r"^-\d*\.?\d+(e-?\d+)?(,-?\d*\.?\d+(e-?\d+)?)*$")
+
+# In a log file (stderr not a terminal) a progress bar that redraws ten times a second floods
+# the log; there it redraws at most this often (seconds).
+LOG_PROGRESS_INTERVAL_S = 30
+
+
+def make_friendly(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make a subcommand parser report bad arguments in one line and accept negative windows.
+
+    argparse prints the whole usage before its error message; a user needs the one line that
+    names the problem, plus where to read more.
+    """
+    if hasattr(parser, "_negative_number_matcher"):
+        parser._negative_number_matcher = _NEGATIVE_VALUES
+
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message}; see `{parser.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or progress messages (results are still printed)")
+
+
+def progress_enabled(quiet: bool) -> bool:
+    """Whether to show progress bars; slows them down when stderr is not a terminal."""
+    if quiet:
+        return False
+    if not sys.stderr.isatty():
+        # tqdm reads TQDM_<ARG> defaults from the environment; an explicit user setting wins.
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL_S))
+    return True
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +62,9 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 def add_mapper_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("trials to conditions")
-    group.add_argument("--preset", choices=sorted(PRESETS),
-                       help="mapper settings of a known dataset layout; flags override them")
+    group.add_argument("--preset", metavar="NAME",
+                       help=f"mapper settings of a known dataset layout ({', '.join(PRESETS)}); "
+                            f"explicit flags override them")
     group.add_argument("--condition-by", metavar="COLS",
                        help="trials-table column(s) defining conditions, comma-separated "
                             "(e.g. trial_type,trial_version)")
@@ -60,6 +104,8 @@ def mapper_kwargs(args: argparse.Namespace, default: dict[str, Any] | None = Non
         kwargs["min_rate_hz"] = args.min_rate
     if args.exclude_heldout:
         kwargs["exclude_heldout"] = True
+    if "window" in kwargs:
+        _check_bins(kwargs["window"], kwargs.get("bin_size", 0.02))
     missing = [flag for flag, key in (("--condition-by", "by"), ("--align", "align"),
                                       ("--window", "window")) if key not in kwargs]
     if missing:
@@ -67,6 +113,15 @@ def mapper_kwargs(args: argparse.Namespace, default: dict[str, Any] | None = Non
                         f"--preset NAME); `nwb-jedi info SOURCE` lists the trials columns")
     kwargs.setdefault("bin_size", 0.02)
     return kwargs
+
+
+def _check_bins(window: tuple[float, float], bin_size: float) -> None:
+    from nwb_jedi.data.binning import n_bins_for
+
+    try:
+        n_bins_for(window, bin_size)
+    except ValueError as err:
+        raise UserError(f"--window/--bin-ms: {err}") from None
 
 
 def parse_window(text: str) -> tuple[float, float]:

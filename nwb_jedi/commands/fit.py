@@ -9,25 +9,30 @@ import time
 
 from nwb_jedi.commands._options import (
     add_mapper_options,
+    add_quiet_option,
     add_source_options,
+    make_friendly,
     mapper_kwargs,
+    progress_enabled,
 )
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
   nwb-jedi fit                                   # the embedded monkey reaching data
-  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze
-  nwb-jedi fit session.nwb --condition-by trial_type --align go_cue_time --window=-0.2,0.5
+  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze --plots figures
+  nwb-jedi fit session.nwb --condition-by trial_type --align go_cue_time --window -0.2,0.5
+  nwb-jedi fit session.nwb --preset mc_maze --checkpoint ckpt   # later: add --resume
+  torchrun --nproc-per-node 4 -m nwb_jedi fit session.nwb --preset mc_maze
 """
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = make_friendly(subparsers.add_parser(
         "fit", help="fit one JEDI model across all conditions and write it to NWB",
         description="Fit one JEDI model across all conditions of a session and write the "
                     "fitted model and its results into an NWB file. With no SOURCE, fits the "
                     "embedded monkey PMd reaching data (Yu et al. 2009).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("source", nargs="?", metavar="SOURCE",
                         help="local .nwb file, DANDI:ID/VERSION[/PATH], dandiarchive.org URL, "
                              "dandi:// URL or a dandiset ID (default: embedded data)")
@@ -55,11 +60,13 @@ def register(subparsers) -> None:
                      help="output NWB file (default jedi_fit.nwb)")
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
     out.add_argument("--plots", metavar="DIR", help="also write figures (PNG) to DIR")
-    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(out)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Before torch/tqdm are imported: tqdm reads its environment defaults at import.
+    progress = progress_enabled(args.quiet)
     from nwb_jedi import datasets
     from nwb_jedi.data.conditions import ConditionMapper
     from nwb_jedi.data.presets import preset
@@ -70,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and not args.checkpoint:
         raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
+    if args.plots and os.path.exists(args.plots) and not os.path.isdir(args.plots):
+        raise UserError(f"--plots {args.plots} is a file; give a directory for the figures")
     # Under torchrun every rank runs this command; rank 0 alone writes files and prints.
     init_from_env("cuda" if args.device.startswith("cuda") else "cpu")
     main = is_main_process()
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
                         f"another --out")
     quiet = args.quiet or not main
+    progress = progress and main
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     start = time.perf_counter()
 
@@ -96,11 +106,13 @@ def run(args: argparse.Namespace) -> int:
                  tau=args.tau_ms / 1000.0, observation=args.observation,
                  trial_embeddings=args.trial_embeddings, max_epochs=args.epochs,
                  patience=args.patience, device=args.device, seed=args.seed,
-                 progress=not quiet)
+                 progress=progress)
     model.fit(ds.train, ds.val, checkpoint_dir=args.checkpoint,
               checkpoint_every=args.checkpoint_every, resume=args.resume)
     if not main:
         return 0
+    if args.resume and model.resumed_from_epoch_ == 0:
+        say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
     scores = {"test": model.score(ds.test), "train": model.score(ds.train)}
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
                   metrics=scores)
@@ -108,12 +120,21 @@ def run(args: argparse.Namespace) -> int:
         _write_plots(model, ds, args.plots)
 
     test = scores["test"]
+    resumed = (f", resumed at epoch {model.resumed_from_epoch_}"
+               if model.resumed_from_epoch_ else "")
     print(f"fitted JEDI on {ds.n_trials} trials, {ds.n_conditions} conditions, "
-          f"{ds.n_units} neurons in {model.n_epochs_} epochs ({time.perf_counter() - start:.0f} s)")
+          f"{ds.n_units} neurons in {model.n_epochs_} epochs{resumed} "
+          f"({time.perf_counter() - start:.0f} s)")
+    print(f"conditions: {_short_list(list(ds.conditions['label']))}")
     print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}, "
           f"PSTH R² {test['psth_r2']:.3f}, single-trial R² {test['r2']:.3f}")
     print(f"wrote {os.path.abspath(args.out)}")
     return 0
+
+
+def _short_list(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _write_plots(model, ds, directory: str) -> None:

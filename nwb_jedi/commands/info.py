@@ -23,7 +23,11 @@ def register(subparsers) -> None:
         "info", help="show units, trials columns and behavior of an NWB file",
         description="Show the subject, session, units, the trials table's columns (which look "
                     "like conditions, which like event times) and the behavior series of an "
-                    "NWB file, local or on DANDI.")
+                    "NWB file, local or on DANDI.",
+        epilog="examples:\n  nwb-jedi info session.nwb\n"
+               "  nwb-jedi info DANDI:000128/0.220113.0400 --asset "
+               "sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SOURCE",
                         help="local .nwb file, DANDI:ID/VERSION[/PATH], dandiarchive.org URL, "
                              "dandi:// URL or a dandiset ID")

@@ -11,7 +11,10 @@ def register(subparsers) -> None:
         "show", help="summarize a JEDI model stored in an NWB file",
         description="Print the source, conditions, metrics, configuration and software "
                     "versions of a JEDI model written by `nwb-jedi fit` or `predict`. Reads "
-                    "with h5py only; nothing from the file is executed.")
+                    "with h5py only; nothing from the file is executed.",
+        epilog="examples:\n  nwb-jedi show jedi_fit.nwb\n"
+               "  nwb-jedi show jedi_fit.nwb --max-rows 50",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", metavar="FILE", help="NWB file written by nwb_jedi")
     parser.add_argument("--module-name", metavar="NAME",
                         help="processing module holding the model (when there are several)")

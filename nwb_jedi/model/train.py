@@ -232,7 +232,8 @@ def run_training(
             stale = 0
         else:
             stale += 1
-        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}", best=f"{best:.4f}")
+        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}", best=f"{best:.4f}",
+                        refresh=False)  # redraws follow tqdm's mininterval
         if checkpoint is not None and (epoch + 1) % checkpoint.every == 0:
             checkpoint.save({
                 "module": module.state_dict(), "optimizer": optimizer.state_dict(),

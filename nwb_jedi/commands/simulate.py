@@ -1,0 +1,94 @@
+"""`nwb-jedi simulate`: a synthetic ground-truth dataset written as NWB in the MC_Maze layout."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from nwb_jedi.commands._options import add_quiet_option, make_friendly
+from nwb_jedi.errors import UserError
+
+EXAMPLES = """examples:
+  nwb-jedi simulate --tasks sine,memorypro --out synthetic.nwb
+  nwb-jedi simulate --tasks sine,memorypro,dm --units 100 --trials-per-condition 10 --seed 1 \\
+      --out small.nwb
+  nwb-jedi fit synthetic.nwb --preset mc_maze --window -0.25,0.75   # fit every 1 s trial
+"""
+
+
+def register(subparsers) -> None:
+    parser = make_friendly(subparsers.add_parser(
+        "simulate", help="write a synthetic ground-truth dataset as NWB (MC_Maze layout)",
+        description="Train (or load from the cache) a teacher RNN on cognitive tasks, record "
+                    "Poisson spikes of its units across every task condition, and write them "
+                    "as an NWB file in the NLB MC_Maze layout: trial_type = task, "
+                    "trial_version = condition within the task, move_onset_time = trial start "
+                    "+ 0.25 s. `nwb-jedi fit FILE --preset mc_maze` then fits it like a "
+                    "recording. Teachers are cached ($NWB_JEDI_CACHE), so only the first run "
+                    "of a task set trains one.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser.add_argument("--tasks", default="sine,memorypro", metavar="NAMES",
+                        help="comma-separated tasks: sine, memorypro, dm (default sine,memorypro)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="output NWB file")
+    parser.add_argument("--units", type=int, default=200, metavar="N",
+                        help="neurons = teacher units (default 200)")
+    parser.add_argument("--trials-per-condition", type=int, default=20, metavar="K",
+                        help="trials of every condition (default 20)")
+    parser.add_argument("--bin-ms", type=float, default=20.0, metavar="B",
+                        help="bin width of the simulated counts, a multiple of 10 ms "
+                             "(default 20)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the recording: readout, noise, spikes, split (default 0)")
+    parser.add_argument("--teacher-seed", type=int, default=0, metavar="S",
+                        help="seed of the teacher network (default 0)")
+    parser.add_argument("--teacher-iters", type=int, default=2000, metavar="N",
+                        help="most training iterations of the teacher (default 2000)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="teacher cache (default $NWB_JEDI_CACHE or the platform cache dir)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_quiet_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nwb_jedi.io.simulated import LEAD_S, write_synthetic_mc_maze
+    from nwb_jedi.synthetic import TASKS, get_teacher, make_dataset
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if not tasks or unknown:
+        raise UserError(f"unknown task(s) {', '.join(unknown) or '(none given)'} in --tasks; "
+                        f"choose from {', '.join(TASKS)}, comma-separated")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
+                        f"another --out")
+    for flag, value, low in (("--units", args.units, 2), ("--teacher-iters",
+                                                          args.teacher_iters, 1)):
+        if value < low:
+            raise UserError(f"{flag} must be at least {low}, got {value}")
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+
+    say(f"teacher RNN ({args.units} units, {'+'.join(tasks)}): from the cache, or trained now "
+        f"(first run of these settings only)")
+    teacher = get_teacher(tasks, n_units=args.units, seed=args.teacher_seed,
+                          cache_dir=args.cache_dir, max_iters=args.teacher_iters,
+                          verbose=not args.quiet)
+    ds = make_dataset(tasks, trials_per_condition=args.trials_per_condition,
+                      bin_size=args.bin_ms / 1000.0, seed=args.seed,
+                      teacher_seed=args.teacher_seed, teacher=teacher)
+    write_synthetic_mc_maze(args.out, ds, seed=args.seed)
+
+    info = teacher.info
+    duration = ds.n_bins * ds.bin_size
+    print(f"simulated {ds.n_trials} trials of {duration:g} s, {ds.n_conditions} conditions "
+          f"({', '.join(tasks)}), {ds.n_units} neurons, "
+          f"{int(ds.counts.sum())} spikes")
+    perf = ", ".join(f"{k} {v:.0%}" for k, v in info.get("performance", {}).items())
+    loss = info.get("final_loss", float("nan"))
+    print(f"teacher: seed {args.teacher_seed}, final loss {loss:.3f}, trials solved: {perf}")
+    print(f"wrote {os.path.abspath(args.out)}")
+    print(f"fit it with: nwb-jedi fit {args.out} --preset mc_maze "
+          f"--window -{LEAD_S:g},{duration - LEAD_S:g}")
+    return 0
+

@@ -1,0 +1,119 @@
+"""`nwb-jedi fit`: real fits on tiny settings, and one line + exit 2 for every documented error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nwb_jedi.cli import COMMANDS, main
+
+TINY = ["--epochs", "3", "--hidden", "16", "--embed-dim", "4"]
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run `nwb-jedi ARGV` in-process; argparse errors exit via SystemExit."""
+    try:
+        rc = main(argv)
+    except SystemExit as stop:
+        rc = stop.code
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_fit_without_source_writes_the_nwb_file(tmp_path, capsys):
+    from nwb_jedi.io.write import load_dataset, load_model
+
+    out = tmp_path / "jedi_fit.nwb"
+    rc, stdout, _ = run_cli(["fit", *TINY, "--out", str(out), "--quiet"], capsys)
+    assert rc == 0
+    assert "7 conditions, 61 neurons in 3 epochs" in stdout
+    assert "conditions: reach1, reach2" in stdout
+    assert "held-out trials: bits/spike" in stdout and f"wrote {out}" in stdout
+    model = load_model(out)
+    assert model.n_epochs_ == 3 and len(model.conditions_) == 7
+    assert load_dataset(out).n_units == 61
+
+
+def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, capsys):
+    from nwb_jedi.io.write import load_dataset
+
+    out = tmp_path / "maze.nwb"
+    # The preset fills condition columns, alignment and filters; the explicit (negative,
+    # space-separated) window overrides the preset's.
+    rc, stdout, err = run_cli(["fit", str(mc_maze_nwb), "--preset", "mc_maze", "--window",
+                               "-0.2,0.4", *TINY, "--out", str(out), "--quiet"], capsys)
+    assert rc == 0, err
+    assert err == ""  # --quiet: no progress, no mapper report
+    ds = load_dataset(out)
+    assert ds.n_bins == 30 and ds.n_conditions == 6
+    assert ds.n_units == 18  # 24 units, 6 heldout dropped by the preset
+    assert "6 conditions, 18 neurons" in stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["{maze}"], "say how trials map to conditions: give --condition-by, --align, --window"),
+    (["--window", "abc"], "--window must be START,STOP"),
+    (["--window", "0.1,0.55"], "not a whole number of 20 ms bins"),
+    (["--window", "0.5,0.1"], "--window stop must be after start"),
+    (["--bin-ms", "0"], "--bin-ms must be positive"),
+    (["--out", "{existing}"], "already exists; pass --overwrite"),
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--condition-by", "nope"], "condition column(s) ['nope'] not in the trials table"),
+    (["--align", "nope"], "alignment column 'nope' is not in the trials table"),
+    (["--trial-filter", "success =="], "could not be evaluated"),
+    (["--resume"], "--resume needs --checkpoint DIR"),
+    (["/no/such/session.nwb", "--preset", "mc_maze"], "no such file: /no/such/session.nwb"),
+    (["--rank", "500"], "rank 500 exceeds the number of neurons (61)"),
+    (["--device", "tpu"], "device must be 'auto', 'cpu' or 'cuda'"),
+    (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
+    (["--plots", "{existing}"], "is a file; give a directory"),
+])
+def test_user_errors_print_one_line_and_exit_2(args, message, mc_maze_nwb, tmp_path, capsys):
+    existing = tmp_path / "existing.nwb"
+    existing.write_bytes(b"keep me")
+    args = [a.format(maze=mc_maze_nwb, existing=existing) for a in args]
+    out_args = [] if "--out" in args else ["--out", str(tmp_path / "new.nwb")]
+    rc, _, err = run_cli(["fit", *args, *out_args, "--quiet", "--epochs", "1"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nwb-jedi") and message in lines[0]
+    assert "Traceback" not in err
+    assert existing.read_bytes() == b"keep me"  # nothing lost
+    assert not (tmp_path / "new.nwb").exists()
+
+
+def test_real_process_fit_progress_is_not_flooding_a_log(tmp_path):
+    """A real `python -m nwb_jedi fit`: stderr is a pipe (like a log file), so the progress bar
+    redraws rarely instead of every epoch; the output file is written."""
+    out = tmp_path / "fit.nwb"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("TQDM_MININTERVAL", None)
+    proc = subprocess.run([sys.executable, "-m", "nwb_jedi", "fit", "--epochs", "25",
+                           "--patience", "100", "--hidden", "16", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and "25 epochs" in proc.stdout
+    assert "JEDI fit" in proc.stderr  # progress is shown...
+    assert proc.stderr.count("JEDI fit") <= 4  # ...but not once per epoch
+
+
+def test_real_process_user_error_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nwb_jedi", "fit", str(tmp_path / "x.nwb"),
+                           "--preset", "mc_maze"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"nwb-jedi: error: no such file: {tmp_path / 'x.nwb'}; give a local .nwb path, a DANDI "
+        f"id such as DANDI:000128/0.220113.0400, or a dandiarchive.org URL"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_subcommand_shows_an_example(command, capsys):
+    rc, stdout, _ = run_cli([command, "--help"], capsys)
+    assert rc == 0
+    assert "examples:" in stdout
+    example = stdout.split("examples:")[1]
+    assert f"nwb-jedi {command}" in example

@@ -1,0 +1,102 @@
+"""`nwb-jedi simulate` writes ground truth as MC_Maze-layout NWB that `fit` reads back exactly;
+`nwb-jedi analyze` turns a fitted file into a summary and figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.cli.test_fit import TINY, run_cli
+
+SIM = ["--tasks", "sine,memorypro", "--units", "24", "--trials-per-condition", "4",
+       "--teacher-iters", "40", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def teacher_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("teachers")
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory, teacher_cache):
+    from nwb_jedi.cli import main
+
+    path = tmp_path_factory.mktemp("sim") / "synthetic.nwb"
+    assert main(["simulate", *SIM, "--cache-dir", str(teacher_cache), "--out", str(path),
+                 "--quiet"]) == 0
+    return path
+
+
+def test_simulate_round_trips_the_exact_counts(simulated, teacher_cache, capsys):
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.data.presets import preset
+    from nwb_jedi.io.read import read_session
+    from nwb_jedi.synthetic import make_dataset
+
+    truth = make_dataset(("sine", "memorypro"), n_units=24, trials_per_condition=4, seed=3,
+                         cache_dir=teacher_cache, max_iters=40)
+    session = read_session(simulated)
+    trials = session.trials
+    assert set(trials["trial_type"]) == {"sine", "memorypro"}
+    assert sorted(set(trials["trial_version"])) == list(range(8))
+    np.testing.assert_allclose(trials["move_onset_time"] - trials["start_time"], 0.25)
+    # The mc_maze preset with the window widened to the whole 1 s trial bins it exactly.
+    kwargs = {**preset("mc_maze"), "window": (-0.25, 0.75)}
+    got = ConditionMapper(**kwargs, verbose=False).build(session)
+    assert got.n_trials == truth.n_trials and got.n_conditions == 16
+    order = np.asarray(got.trial_id).astype(int)
+    np.testing.assert_array_equal(got.counts, truth.counts[order])
+    # Conditions map one to one: every (trial_type, trial_version) is one (task, value).
+    pairs = set(zip(truth.conditions["task"].to_numpy()[truth.condition[order]],
+                    got.conditions["trial_type"].to_numpy()[got.condition], strict=True))
+    assert pairs == {("sine", "sine"), ("memorypro", "memorypro")}
+
+
+def test_simulate_summary_and_fit_then_analyze(simulated, teacher_cache, tmp_path, capsys):
+    rc, out, _ = run_cli(["simulate", *SIM, "--cache-dir", str(teacher_cache), "--out",
+                          str(tmp_path / "again.nwb"), "--quiet"], capsys)
+    assert rc == 0
+    assert "simulated 64 trials of 1 s, 16 conditions (sine, memorypro), 24 neurons" in out
+    assert f"fit it with: nwb-jedi fit {tmp_path / 'again.nwb'} --preset mc_maze " \
+           f"--window -0.25,0.75" in out
+
+    fitted = tmp_path / "fit.nwb"
+    rc, out, err = run_cli(["fit", str(simulated), "--preset", "mc_maze", "--window",
+                            "-0.25,0.75", *TINY, "--out", str(fitted), "--quiet"], capsys)
+    assert rc == 0, err
+    assert "16 conditions, 24 neurons" in out
+
+    figures = tmp_path / "figures"
+    rc, out, err = run_cli(["analyze", str(fitted), "--out", str(figures),
+                            "--fixed-point-conditions", "1", "--quiet"], capsys)
+    assert rc == 0, err
+    assert "JEDI with 16 conditions, 24 neurons" in out
+    assert "J leading |eigenvalue|" in out and "fixed points: memorypro/0:" in out
+    assert "held-out trials" in out and "embedding distances" in out
+    for name in ("embeddings", "eigenvalues", "jacobian_spectra", "fixed_points", "psth",
+                 "training"):
+        png = figures / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (figures / "summary.txt").read_text().strip() == out.strip()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["simulate", "--tasks", "sine,juggle", "--out", "{new}"], "unknown task(s) juggle"),
+    (["simulate", "--out", "{existing}"], "already exists; pass --overwrite"),
+    (["simulate", "--units", "1", "--out", "{new}"], "--units must be at least 2"),
+    (["simulate", "--tasks", "sine"], "the following arguments are required: --out"),
+    (["analyze", "{new}"], "no such file"),
+    (["analyze", "{existing}"], "not a readable HDF5/NWB file"),
+    (["analyze", "{maze}"], "no JEDI model"),
+    (["analyze", "{maze}", "--fixed-point-conditions", "-1"], "must be 0 or more"),
+])
+def test_user_errors_one_line_exit_2(args, message, tmp_path, mc_maze_nwb, capsys):
+    existing = tmp_path / "existing.nwb"
+    existing.write_bytes(b"not nwb")
+    args = [a.format(new=tmp_path / "new.nwb", existing=existing, maze=mc_maze_nwb)
+            for a in args]
+    rc, _, err = run_cli([*args, "--quiet"], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert existing.read_bytes() == b"not nwb"
