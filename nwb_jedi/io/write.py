@@ -97,7 +97,7 @@ def write_results(model: JEDI, dataset: TrialDataset, out_path: str | os.PathLik
     if not isinstance(model, JEDI):
         raise UserError(f"write_results expects a fitted JEDI model, got {type(model).__name__}")
     model._check_fitted()
-    model._check_compatible(dataset)
+    model.check_compatible(dataset)
     if not isinstance(module_name, str) or not _MODULE_NAME.fullmatch(module_name):
         raise UserError(f"module_name must be snake_case (lowercase letters, digits, _), got "
                         f"{module_name!r}")
@@ -333,12 +333,7 @@ def _module_contents(model: JEDI, ds: TrialDataset, source: Mapping[str, Any],
                                "unknown."),
     ]
     if model.module_.trial_offsets.shape[0]:
-        import torch
-
-        with torch.no_grad():
-            per_trial = model.module_.trial_embeddings(
-                torch.as_tensor(model._condition_index(ds)),
-                torch.as_tensor(model._offset_index(ds))).cpu().numpy()
+        per_trial = model.embed_trials(ds)
         trial_columns.append(VectorData(
             name="embedding", data=per_trial.astype(np.float32),
             description="Per-trial embedding: condition embedding plus the trial's fitted "

@@ -17,10 +17,7 @@ analyses (`nwb_jedi.analysis`) apply to them unchanged.
 
 from __future__ import annotations
 
-import inspect
-import math
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,71 +26,10 @@ from torch import nn
 from nwb_jedi.analysis import metrics
 from nwb_jedi.data.dataset import TrialDataset, condition_means
 from nwb_jedi.errors import UserError
+from nwb_jedi.model.base import Estimator, NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.hypernet import RNNWeights
-from nwb_jedi.model.rnn import Readout, gaussian_nll, poisson_nll, simulate
+from nwb_jedi.model.rnn import Readout, simulate
 from nwb_jedi.model.train import run_training, threads_for_step_size
-
-_EVAL_BATCH = 256
-
-
-class _Estimator:
-    """scikit-learn protocol shared by the baselines."""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyperparameters as a dict (scikit-learn protocol)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params) -> _Estimator:
-        """Set hyperparameters; returns self."""
-        for name, value in params.items():
-            if name not in self._param_names():
-                raise ValueError(f"{type(self).__name__} has no hyperparameter {name!r}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = type(self)().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
-        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in
-                                                      changed.items()) + ")"
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "conditions_"):
-            raise UserError(f"this {type(self).__name__} is not fitted yet; call fit(train, val) "
-                            f"first")
-
-    def _check_data(self, ds: TrialDataset) -> None:
-        if not isinstance(ds, TrialDataset):
-            raise UserError(f"expected a TrialDataset, got {type(ds).__name__}")
-        if ds.n_units != len(self.unit_id_) or not np.array_equal(
-                np.asarray(ds.unit_id).astype(str), np.asarray(self.unit_id_).astype(str)):
-            raise UserError("the data's neurons differ from those the model was fitted on; use "
-                            "the same units")
-        if not math.isclose(ds.bin_size, self.bin_size_, rel_tol=1e-6):
-            raise UserError(f"the data are binned at {ds.bin_size * 1e3:g} ms but the model was "
-                            f"fitted at {self.bin_size_ * 1e3:g} ms; rebin to match")
-
-    def _condition_rows(self, ds: TrialDataset) -> np.ndarray:
-        """Each trial's row in `conditions_`, matched by label; unknown conditions refused."""
-        known = {label: i for i, label in enumerate(self.conditions_["label"].astype(str))}
-        labels = ds.conditions["label"].astype(str).to_numpy()
-        missing = sorted({labels[c] for c in np.unique(ds.condition)} - set(known))
-        if missing:
-            raise UserError(f"{len(missing)} condition(s) were not in the training data "
-                            f"({', '.join(map(repr, missing[:5]))}); {type(self).__name__} "
-                            f"can only predict conditions it was fitted on")
-        return np.array([known.get(label, -1) for label in labels])[ds.condition]
-
-    def predict_rates(self, ds: TrialDataset) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def score(self, ds: TrialDataset) -> dict[str, float]:
-        """The same metrics as `JEDI.score` on the trials of `ds` (use held-out trials)."""
-        return metrics.score_rates(self.predict_rates(ds), ds)
 
 
 # ---------------------------------------------------------------------- RNN baselines
@@ -127,7 +63,7 @@ class _RNNModule(nn.Module):
         return self.readout(simulate(self.weights(group), n_steps, alpha, noise_std, generator))
 
 
-class _RNNBaseline(_Estimator):
+class _RNNBaseline(NeuronRNNEstimator):
     """Shared machinery of `PerConditionRNN` and `SharedRNN`."""
 
     _description = "RNN baseline"
@@ -162,91 +98,8 @@ class _RNNBaseline(_Estimator):
     def _group_of(self, condition: int | str) -> int:
         raise NotImplementedError
 
-    # -- fitted state
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "module_"):
-            raise UserError(f"this {type(self).__name__} is not fitted yet; call fit(train, val) "
-                            f"first")
-
-    @property
-    def alpha_(self) -> float:
-        """Integration step α = Δ/τ (capped at 1), as in JEDI."""
-        return min(1.0, self.bin_size_ / self.tau)
-
-    @property
-    def n_units_(self) -> int:
-        return len(self.unit_id_)
-
-    def _check_params(self) -> None:
-        if self.observation not in ("poisson", "gaussian"):
-            raise UserError(f"observation must be 'poisson' or 'gaussian', got "
-                            f"{self.observation!r}")
-        if self.rank is not None and (not isinstance(self.rank, int | np.integer)
-                                      or self.rank < 1):
-            raise UserError(f"rank must be a positive integer or None, got {self.rank!r}")
-        for name in ("max_epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise UserError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("tau", "lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-                raise UserError(f"{name} must be a positive number, got {value!r}")
-
-    def _resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise UserError("device='cuda' was asked for but no CUDA GPU is available; use "
-                            "device='auto' or 'cpu'")
-        return torch.device(self.device)
-
-    # -- targets and outputs (the same conventions as JEDI)
-    def _targets(self, ds: TrialDataset) -> np.ndarray:
-        if self.observation == "poisson":
-            return ds.counts
-        rates = metrics.smooth(ds.counts / ds.bin_size, self.smooth_sd / ds.bin_size)
-        mean = self.module_.target_mean.cpu().numpy()
-        std = self.module_.target_std.cpu().numpy()
-        return ((rates - mean) / std).astype(np.float32)
-
-    def _output_to_rates(self, output: np.ndarray) -> np.ndarray:
-        if self.observation == "poisson":
-            return output / self.bin_size_
-        mean = self.module_.target_mean.cpu().numpy()
-        std = self.module_.target_std.cpu().numpy()
-        return np.maximum(output * std + mean, 0.0)
-
-    def _init_readout(self, train: TrialDataset) -> None:
-        """Start each neuron at its mean rate, as JEDI does."""
-        with torch.no_grad():
-            if self.observation == "poisson":
-                mean_count = np.maximum(train.counts.mean(axis=(0, 1)), 1e-3)
-                inverse_softplus = mean_count + np.log(-np.expm1(-mean_count))
-                self.module_.readout.offset.copy_(torch.as_tensor(inverse_softplus,
-                                                                  dtype=torch.float32))
-            else:
-                rates = metrics.smooth(train.counts / train.bin_size,
-                                       self.smooth_sd / train.bin_size)
-                self.module_.target_mean.copy_(torch.as_tensor(rates.mean(axis=(0, 1)),
-                                                               dtype=torch.float32))
-                self.module_.target_std.copy_(torch.as_tensor(
-                    np.maximum(rates.std(axis=(0, 1)), 1e-3), dtype=torch.float32))
-
-    def _forward(self, groups: np.ndarray, n_steps: int) -> np.ndarray:
-        device = next(self.module_.parameters()).device
-        outputs = []
-        with torch.no_grad(), threads_for_step_size(min(len(groups), _EVAL_BATCH)
-                                                    * self.n_units_):
-            for start in range(0, len(groups), _EVAL_BATCH):
-                g = torch.as_tensor(groups[start:start + _EVAL_BATCH], device=device)
-                outputs.append(self.module_(g, n_steps, self.alpha_).cpu().numpy())
-        if not outputs:
-            return np.zeros((0, n_steps, self.n_units_), np.float32)
-        return np.concatenate(outputs)
-
-    def _loss(self, output, target):
-        return (poisson_nll if self.observation == "poisson" else gaussian_nll)(output, target)
+    def _run_module(self, chunk: list[torch.Tensor], n_steps: int) -> torch.Tensor:
+        return self.module_(chunk[0], n_steps, self.alpha_)
 
     # -- public API
     def fit(self, train: TrialDataset, val: TrialDataset | None = None):
@@ -255,14 +108,9 @@ class _RNNBaseline(_Estimator):
         Uses `nwb_jedi.model.train.run_training` with the same budget (`max_epochs`), early
         stopping (`patience`, on `val` when given), minibatches and clipping as JEDI.
         """
-        self._check_params()
-        if not isinstance(train, TrialDataset):
-            raise UserError(f"fit expects a TrialDataset, got {type(train).__name__}")
-        if train.n_trials == 0:
-            raise UserError("the training set has no trials; check the split")
-        if self.rank is not None and self.rank > train.n_units:
-            raise UserError(f"rank {self.rank} exceeds the number of neurons ({train.n_units}); "
-                            f"choose rank <= {train.n_units}")
+        self._check_common_params()
+        self._check_train(train)
+        self._check_rank(train)
         if val is not None and val.n_trials == 0:
             val = None
         device = self._resolve_device()
@@ -290,13 +138,12 @@ class _RNNBaseline(_Estimator):
 
         val_loss = None
         if val is not None:
-            self._check_data(val)
+            self.check_compatible(val)
             val_targets = torch.as_tensor(self._targets(val), device=device)
             val_groups = self._groups(val)
 
             def val_loss() -> float:
-                out = torch.as_tensor(self._forward(val_groups, val.n_bins), device=device)
-                return float(self._loss(out, val_targets))
+                return self._chunked_loss([val_groups], val_targets, val.n_bins)
 
         start = time.perf_counter()
         with threads_for_step_size(self.batch_size * train.n_units):
@@ -311,47 +158,20 @@ class _RNNBaseline(_Estimator):
         return self
 
     def _set_conditions(self, train: TrialDataset) -> None:
-        self.conditions_ = train.conditions.reset_index(drop=True).copy()
+        self.conditions_ = present_conditions(train)
 
     def predict_rates(self, ds: TrialDataset) -> np.ndarray:
         """Predicted firing rates in Hz, shape (K, T, N)."""
         self._check_fitted()
-        self._check_data(ds)
-        return self._output_to_rates(self._forward(self._groups(ds), ds.n_bins)).astype(
-            np.float32)
+        self.check_compatible(ds)
+        return self._output_to_rates(self._forward_batches([self._groups(ds)], ds.n_bins)
+                                     ).astype(np.float32)
 
-    def condition_weights(self, condition: int | str) -> dict[str, np.ndarray]:
-        """The RNN weights used for a condition: ``J`` (N×N), ``b``, ``x0`` (and ``M``, ``U``)."""
-        self._check_fitted()
+    def _weights(self, condition: int | str) -> RNNWeights:
         device = next(self.module_.parameters()).device
-        g = torch.as_tensor([self._group_of(condition)], device=device)
+        group = torch.as_tensor([self._group_of(condition)], device=device)
         with torch.no_grad():
-            w = self.module_.weights(g)
-            out = {"J": w.dense_J()[0], "b": w.b[0], "x0": w.x0[0]}
-            if w.M is not None:
-                out["M"], out["U"] = w.M[0], w.U[0]
-        return {k: v.cpu().numpy().copy() for k, v in out.items()}
-
-    def eigenvalues(self, condition: int | str) -> np.ndarray:
-        """Nonzero eigenvalues of J for a condition, by decreasing modulus (R×R for low rank)."""
-        w = self.condition_weights(condition)
-        if "M" in w:
-            values = np.linalg.eigvals(w["U"].T.astype(np.float64) @ w["M"] / self.n_units_)
-        else:
-            values = np.linalg.eigvals(w["J"].astype(np.float64))
-        return values[np.argsort(-np.abs(values), kind="stable")]
-
-    def _row(self, condition: int | str) -> int:
-        self._check_fitted()
-        labels = list(self.conditions_["label"].astype(str))
-        if isinstance(condition, int | np.integer):
-            if not 0 <= condition < len(labels):
-                raise UserError(f"condition index {condition} is out of range; the model has "
-                                f"{len(labels)} conditions")
-            return int(condition)
-        if str(condition) not in labels:
-            raise UserError(f"unknown condition {condition!r}; known: {', '.join(labels[:10])}")
-        return labels.index(str(condition))
+            return self.module_.weights(group)
 
 
 class PerConditionRNN(_RNNBaseline):
@@ -385,7 +205,7 @@ class PerConditionRNN(_RNNBaseline):
         return self._condition_rows(ds)
 
     def _group_of(self, condition: int | str) -> int:
-        return self._row(condition)
+        return self._condition_row(condition)
 
 
 class SharedRNN(_RNNBaseline):
@@ -403,12 +223,12 @@ class SharedRNN(_RNNBaseline):
         return np.zeros(ds.n_trials, dtype=np.int64)
 
     def _group_of(self, condition: int | str) -> int:
-        self._row(condition)  # validates the condition
+        self._condition_row(condition)  # validates the condition
         return 0
 
 
 # ---------------------------------------------------------------------- PSTH
-class PSTHBaseline(_Estimator):
+class PSTHBaseline(Estimator):
     """The smoothed trial-averaged PSTH of each condition's training trials.
 
     Parameters
@@ -452,7 +272,7 @@ class PSTHBaseline(_Estimator):
     def predict_rates(self, ds: TrialDataset) -> np.ndarray:
         """Each trial's condition PSTH, (K, T, N) in Hz."""
         self._check_fitted()
-        self._check_data(ds)
+        self.check_compatible(ds)
         if ds.n_bins != self.n_bins_:
             raise UserError(f"the data have {ds.n_bins} bins per trial but the PSTHs have "
                             f"{self.n_bins_}; use trials of the same length")

@@ -8,7 +8,6 @@ connectivity ``J = M Uᵀ / N``. The condition lives in the weights, not in an i
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -22,17 +21,16 @@ import torch
 from torch import nn
 
 from nwb_jedi._version import __version__
-from nwb_jedi.analysis import metrics
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError, UserError
+from nwb_jedi.model.base import NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
-from nwb_jedi.model.rnn import Readout, gaussian_nll, poisson_nll, simulate
+from nwb_jedi.model.rnn import Readout, simulate
 from nwb_jedi.model.rnn import step as rnn_step
 from nwb_jedi.model.train import Checkpoint, fingerprint, run_training, threads_for_step_size
 
 FORMAT_NAME = "nwb_jedi.JEDI"
 FORMAT_VERSION = 1
-_EVAL_BATCH = 256  # trials per forward pass when predicting: bounds memory, not results
 
 
 class _JEDIModule(nn.Module):
@@ -66,7 +64,7 @@ class _JEDIModule(nn.Module):
         return self.readout(activity)
 
 
-class JEDI:
+class JEDI(NeuronRNNEstimator):
     """Jointly Embedded Inference of Neural Dynamics.
 
     Parameters
@@ -165,76 +163,23 @@ class JEDI:
         self.seed = seed
         self.progress = progress
 
-    # ------------------------------------------------------------------ sklearn protocol
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyperparameters as a dict (scikit-learn protocol)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params) -> JEDI:
-        """Set hyperparameters (scikit-learn protocol); returns self."""
-        for name, value in params.items():
-            if name not in self._param_names():
-                raise ValueError(f"JEDI has no hyperparameter {name!r}; valid ones are "
-                                 f"{', '.join(self._param_names())}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = JEDI().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
-        return "JEDI(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
-
     def _check_params(self) -> None:
-        if self.observation not in ("poisson", "gaussian"):
-            raise UserError(f"observation must be 'poisson' or 'gaussian', got "
-                            f"{self.observation!r}")
-        for name in ("embed_dim", "hidden", "max_epochs", "batch_size"):
+        self._check_common_params()
+        for name in ("embed_dim", "hidden"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value!r}")
-        if self.rank is not None and (not isinstance(self.rank, int | np.integer)
-                                      or self.rank < 1):
-            raise UserError(f"rank must be a positive integer or None, got {self.rank!r}")
-        for name in ("tau", "lr", "embed_lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-                raise UserError(f"{name} must be a positive number, got {value!r}")
-        if self.noise_std < 0 or self.trial_penalty < 0:
-            raise UserError("noise_std and trial_penalty must be >= 0")
-        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise UserError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if not (isinstance(self.embed_lr, int | float) and self.embed_lr > 0
+                and math.isfinite(self.embed_lr)):
+            raise UserError(f"embed_lr must be a positive number, got {self.embed_lr!r}")
+        if self.trial_penalty < 0:
+            raise UserError("trial_penalty must be >= 0")
 
     # ------------------------------------------------------------------ fitted state
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "module_"):
-            raise UserError("this JEDI model is not fitted yet; call fit(train, val) first")
-
     @property
     def embeddings_(self) -> np.ndarray:
         self._check_fitted()
         return self.module_.embeddings.detach().cpu().numpy().copy()
-
-    @property
-    def n_units_(self) -> int:
-        self._check_fitted()
-        return self.module_.hypernet.n_units
-
-    @property
-    def alpha_(self) -> float:
-        """Integration step α = Δ/τ actually used (capped at 1 for stability)."""
-        return min(1.0, self.bin_size_ / self.tau)
-
-    def _resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise UserError("device='cuda' was asked for but no CUDA GPU is available; use "
-                            "device='auto' or 'cpu'")
-        return torch.device(self.device)
 
     def _build_module(self, n_conditions: int, n_units: int, n_offsets: int) -> _JEDIModule:
         # Initialization draws from a private generator state so that fitting never depends
@@ -246,33 +191,8 @@ class JEDI:
         return module
 
     # ------------------------------------------------------------------ data plumbing
-    def _targets(self, ds: TrialDataset) -> np.ndarray:
-        """What the observation model is fitted to: counts, or normalized smoothed rates."""
-        if self.observation == "poisson":
-            return ds.counts
-        rates = metrics.smooth(ds.counts / ds.bin_size, self.smooth_sd / ds.bin_size)
-        mean = self.module_.target_mean.cpu().numpy()
-        std = self.module_.target_std.cpu().numpy()
-        return ((rates - mean) / std).astype(np.float32)
-
-    def _loss(self, output: torch.Tensor, target: torch.Tensor,
-              unit_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.observation == "poisson":
-            return poisson_nll(output, target, unit_mask)
-        return gaussian_nll(output, target, unit_mask)
-
-    def _condition_index(self, ds: TrialDataset) -> np.ndarray:
-        """Each trial's row in `conditions_`, matched by condition label."""
-        known = {label: i for i, label in enumerate(self.conditions_["label"].astype(str))}
-        labels = ds.conditions["label"].astype(str).to_numpy()
-        missing = sorted({labels[c] for c in np.unique(ds.condition)} - set(known))
-        if missing:
-            shown = ", ".join(repr(m) for m in missing[:5])
-            raise UserError(f"{len(missing)} condition(s) of this data are unknown to the model "
-                            f"({shown}); fit embeddings for them first with "
-                            f"model.infer_embeddings(dataset)")
-        table_to_model = np.array([known.get(label, -1) for label in labels])
-        return table_to_model[ds.condition]
+    def _unknown_condition_hint(self) -> str:
+        return "fit embeddings for them first with model.infer_embeddings(dataset)"
 
     def _offset_index(self, ds: TrialDataset) -> np.ndarray:
         """Each trial's row in the per-trial offsets, or -1 when the trial has none."""
@@ -282,43 +202,9 @@ class JEDI:
         lookup = {str(t): i for i, t in enumerate(ids)}
         return np.array([lookup.get(str(t), -1) for t in ds.trial_id])
 
-    def _check_compatible(self, ds: TrialDataset) -> None:
-        if not isinstance(ds, TrialDataset):
-            raise UserError(f"expected a TrialDataset, got {type(ds).__name__}; build one with "
-                            f"TrialDataset.from_arrays or ConditionMapper.build")
-        if ds.n_units != self.n_units_:
-            raise UserError(f"the data have {ds.n_units} neurons but the model was fitted on "
-                            f"{self.n_units_}; use the same units (check the unit filters)")
-        if not np.array_equal(np.asarray(ds.unit_id).astype(str),
-                              np.asarray(self.unit_id_).astype(str)):
-            raise UserError("the data's unit ids differ from the model's; the model's units are "
-                            "recorded neurons, so apply it only to data with the same units")
-        if not math.isclose(ds.bin_size, self.bin_size_, rel_tol=1e-6):
-            raise UserError(f"the data are binned at {ds.bin_size * 1e3:g} ms but the model was "
-                            f"fitted at {self.bin_size_ * 1e3:g} ms; rebin with --bin-ms "
-                            f"{self.bin_size_ * 1e3:g}")
-
-    def _forward_batches(self, condition: np.ndarray, offset_index: np.ndarray,
-                         n_steps: int) -> np.ndarray:
-        device = next(self.module_.parameters()).device
-        outputs = []
-        with torch.no_grad(), threads_for_step_size(min(len(condition), _EVAL_BATCH)
-                                                    * self.n_units_):
-            for start in range(0, len(condition), _EVAL_BATCH):
-                sl = slice(start, start + _EVAL_BATCH)
-                out = self.module_(torch.as_tensor(condition[sl], device=device), n_steps,
-                                   self.alpha_, torch.as_tensor(offset_index[sl], device=device))
-                outputs.append(out.cpu().numpy())
-        if not outputs:
-            return np.zeros((0, n_steps, self.n_units_), dtype=np.float32)
-        return np.concatenate(outputs)
-
-    def _output_to_rates(self, output: np.ndarray) -> np.ndarray:
-        if self.observation == "poisson":
-            return output / self.bin_size_
-        mean = self.module_.target_mean.cpu().numpy()
-        std = self.module_.target_std.cpu().numpy()
-        return np.maximum(output * std + mean, 0.0)
+    def _run_module(self, chunk: list[torch.Tensor], n_steps: int) -> torch.Tensor:
+        condition, offset_index = chunk
+        return self.module_(condition, n_steps, self.alpha_, offset_index)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, train: TrialDataset, val: TrialDataset | None = None, *,
@@ -359,7 +245,7 @@ class JEDI:
         self.bin_size_ = train.bin_size
         self.n_bins_ = train.n_bins
         self.unit_id_ = np.asarray(train.unit_id)
-        self.conditions_ = _present_conditions(train)
+        self.conditions_ = present_conditions(train)
         self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
                                   else np.asarray([], dtype=np.int64))
         if self.rank is not None and self.rank > train.n_units:
@@ -382,22 +268,6 @@ class JEDI:
         self.n_epochs_ = len(self.history_["epoch"])
         return self
 
-    def _init_readout(self, train: TrialDataset) -> None:
-        """Start every neuron at its mean rate, so early training shapes dynamics, not offsets."""
-        with torch.no_grad():
-            if self.observation == "poisson":
-                mean_count = np.maximum(train.counts.mean(axis=(0, 1)), 1e-3)
-                inverse_softplus = mean_count + np.log(-np.expm1(-mean_count))
-                self.module_.readout.offset.copy_(torch.as_tensor(inverse_softplus,
-                                                                  dtype=torch.float32))
-            else:
-                rates = metrics.smooth(train.counts / train.bin_size,
-                                       self.smooth_sd / train.bin_size)
-                mean = rates.mean(axis=(0, 1))
-                std = np.maximum(rates.std(axis=(0, 1)), 1e-3)
-                self.module_.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-                self.module_.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
-
     def _optimize(self, train: TrialDataset, val: TrialDataset | None, *,
                   train_network: bool, unit_mask: np.ndarray | None = None,
                   max_epochs: int | None = None, description: str = "JEDI fit",
@@ -407,7 +277,7 @@ class JEDI:
         n_steps = train.n_bins
         alpha = self.alpha_
         targets = torch.as_tensor(self._targets(train), device=device)
-        condition = torch.as_tensor(self._condition_index(train), device=device)
+        condition = torch.as_tensor(self._condition_rows(train), device=device)
         offsets = torch.as_tensor(self._offset_index(train), device=device)
         mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
                                                               device=device)
@@ -441,19 +311,12 @@ class JEDI:
         val_loss = None
         if val is not None:
             val_targets = torch.as_tensor(self._targets(val), device=device)
-            val_condition = self._condition_index(val)
+            val_condition = self._condition_rows(val)
             val_offsets = self._offset_index(val)
 
             def val_loss() -> float:
-                # Chunked like prediction, so memory stays bounded by the chunk, not the data.
-                total = 0.0
-                for start in range(0, val.n_trials, _EVAL_BATCH):
-                    sl = slice(start, start + _EVAL_BATCH)
-                    out = module(torch.as_tensor(val_condition[sl], device=device), val.n_bins,
-                                 alpha, torch.as_tensor(val_offsets[sl], device=device))
-                    chunk = self._loss(out, val_targets[sl], mask)
-                    total += float(chunk) * out.shape[0]
-                return total / val.n_trials
+                return self._chunked_loss([val_condition, val_offsets], val_targets, val.n_bins,
+                                          mask)
 
         try:
             with threads_for_step_size(self.batch_size * train.n_units):
@@ -478,67 +341,26 @@ class JEDI:
         when it was fitted with per-trial embeddings).
         """
         self._check_fitted()
-        self._check_compatible(ds)
-        output = self._forward_batches(self._condition_index(ds), self._offset_index(ds),
+        self.check_compatible(ds)
+        output = self._forward_batches([self._condition_rows(ds), self._offset_index(ds)],
                                        ds.n_bins)
         return self._output_to_rates(output).astype(np.float32)
 
-    def score(self, ds: TrialDataset) -> dict[str, float]:
-        """Metrics of the predicted rates on `ds` (use held-out trials).
-
-        Returns
-        -------
-        dict
-            ``bits_per_spike`` (vs a per-neuron mean-rate null), ``psth_r2``
-            (condition-averaged), ``r2`` (single trial, smoothed data), and, when `ds`
-            carries ground-truth rates (synthetic data), ``r2_true`` (variance explained,
-            pooled over neurons) and ``r2_true_per_neuron`` (R² averaged over neurons).
-        """
-        return metrics.score_rates(self.predict_rates(ds), ds)
-
-    def _condition_row(self, condition: int | str) -> int:
+    def embed_trials(self, ds: TrialDataset) -> np.ndarray:
+        """Each trial's embedding (K, d): its condition's, plus its own fitted offset when the
+        model has per-trial embeddings and was fitted on that trial."""
         self._check_fitted()
-        if isinstance(condition, int | np.integer):
-            if not 0 <= condition < len(self.conditions_):
-                raise UserError(f"condition index {condition} is out of range; the model has "
-                                f"{len(self.conditions_)} conditions")
-            return int(condition)
-        labels = list(self.conditions_["label"].astype(str))
-        if str(condition) not in labels:
-            raise UserError(f"unknown condition {condition!r}; known: {', '.join(labels[:10])}")
-        return labels.index(str(condition))
+        device = next(self.module_.parameters()).device
+        with torch.no_grad():
+            return self.module_.trial_embeddings(
+                torch.as_tensor(self._condition_rows(ds), device=device),
+                torch.as_tensor(self._offset_index(ds), device=device)).cpu().numpy()
 
     def _weights(self, condition: int | str) -> RNNWeights:
         row = self._condition_row(condition)
         with torch.no_grad():
             emb = self.module_.embeddings[row:row + 1]
             return self.module_.hypernet(emb)
-
-    def condition_weights(self, condition: int | str) -> dict[str, np.ndarray]:
-        """The RNN weights of one condition: ``M``, ``U`` (N×R), ``J`` (N×N), ``b``, ``x0``."""
-        w = self._weights(condition)
-        out = {"J": w.dense_J()[0].cpu().numpy(), "b": w.b[0].cpu().numpy(),
-               "x0": w.x0[0].cpu().numpy()}
-        if w.M is not None:
-            out["M"] = w.M[0].cpu().numpy()
-            out["U"] = w.U[0].cpu().numpy()
-        return out
-
-    def eigenvalues(self, condition: int | str) -> np.ndarray:
-        """Nonzero eigenvalues of J for a condition, sorted by decreasing modulus.
-
-        For low rank these are the eigenvalues of the R×R matrix ``Uᵀ M / N`` (J has the
-        same nonzero spectrum), which costs R³ instead of N³.
-        """
-        w = self._weights(condition)
-        with torch.no_grad():
-            if w.M is not None:
-                small = (w.U[0].T @ w.M[0]) / w.n_units
-                values = torch.linalg.eigvals(small.double().cpu())
-            else:
-                values = torch.linalg.eigvals(w.J[0].double().cpu())
-        values = values.numpy()
-        return values[np.argsort(-np.abs(values), kind="stable")]
 
     def step_fn(self, condition: int | str):
         """A torch callable ``x ↦ x_next`` (noiseless) for one condition, for states (..., N).
@@ -596,7 +418,7 @@ class JEDI:
             shared (copied) from this model.
         """
         self._check_fitted()
-        self._check_compatible(ds)
+        self.check_compatible(ds)
         if ds.n_trials == 0:
             raise UserError("no trials to infer embeddings from")
         new = JEDI(**self.get_params())
@@ -604,7 +426,7 @@ class JEDI:
         new.bin_size_ = self.bin_size_
         new.n_bins_ = self.n_bins_
         new.unit_id_ = self.unit_id_
-        new.conditions_ = _present_conditions(ds)
+        new.conditions_ = present_conditions(ds)
         new.trial_offset_ids_ = (np.asarray(ds.trial_id) if per_trial
                                  else np.asarray([], dtype=np.int64))
         device = next(self.module_.parameters()).device
@@ -748,12 +570,6 @@ def package_versions() -> dict[str, str]:
     """Versions recorded with every saved model."""
     return {"nwb_jedi": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
-
-
-def _present_conditions(ds: TrialDataset) -> pd.DataFrame:
-    """The rows of the conditions table that have trials in `ds` (a model learns only those)."""
-    present = np.unique(ds.condition)
-    return ds.conditions.iloc[present].reset_index(drop=True).copy()
 
 
 def _jsonable(value):

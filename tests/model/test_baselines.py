@@ -59,7 +59,7 @@ def test_psth_baseline_refuses_unknown_conditions_and_other_lengths(ds):
     only_two = ds.train.subset(ds.train.condition < 2)
     model = PSTHBaseline().fit(only_two)
     assert list(model.conditions_["label"]) == ["k0", "k1"]
-    with pytest.raises(UserError, match="not in the training data"):
+    with pytest.raises(UserError, match="unknown to the model"):
         model.predict_rates(ds.test)
     short = TrialDataset.from_arrays(ds.counts[:, :10], ds.condition_labels, ds.bin_size)
     with pytest.raises(UserError, match="bins"):
@@ -107,9 +107,12 @@ def test_per_condition_rnn_has_one_independent_rnn_per_condition(ds, per_conditi
 def test_per_condition_rnn_fits_only_its_own_conditions(ds):
     only_two = ds.train.subset(ds.train.condition < 2)
     model = PerConditionRNN(rank=2, max_epochs=3, device="cpu").fit(only_two)
-    assert model.module_.M.shape[0] == 3  # the table is kept whole; the absent row is unused
+    assert model.module_.M.shape[0] == 2  # one RNN per condition with training trials
+    assert list(model.conditions_["label"]) == ["k0", "k1"]
     with pytest.raises(UserError):
         model.condition_weights("nope")
+    with pytest.raises(UserError, match="unknown to the model"):
+        model.predict_rates(ds.test)  # the test trials include condition k2
 
 
 def test_baselines_are_reproducible_and_validate_input(ds):
