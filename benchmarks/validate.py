@@ -1,0 +1,829 @@
+"""Validation of JEDI (issue 5): synthetic ground truth, real reaching data, phases, sweep.
+
+Sections (each writes rows of ``benchmarks/results/validation.md`` and PNGs next to it):
+
+1. ``synthetic``: one N = 200 multitask teacher (sine, memorypro, dm; 24 conditions). Held-out
+   R² of JEDI's rates against the teacher's (pooled and per neuron), condition classification
+   from label-free per-trial embeddings of held-out trials, Spearman(sine frequency, |Im λ|)
+   for two definitions of λ, and JEDI's fixed points against the teacher's (static sine input),
+   matched by the Hungarian algorithm in the space of the recorded neurons' firing rates.
+2. ``reaching``: the embedded Yu et al. 2009 PMd data (7 targets x 30 trials, 20 ms bins).
+   Held-out (test split) bits/spike and PSTH R² of JEDI, PerConditionRNN, SharedRNN and
+   PSTHBaseline; co-smoothing with 20% of neurons held out; leave-one-condition-out few-shot
+   generalization (5 trials of the unseen condition). Several seeds, mean ± sd.
+3. ``phases``: one JEDI context per (condition, phase): memorypro epochs against the teacher's
+   ground-truth Jacobians, and early vs late windows of the reaching data's whole trials.
+4. ``sweep`` (run separately with ``--sweep``): the hyperparameter sweep on *validation*
+   splits that chose JEDI's defaults; writes ``benchmarks/results/sweep.md``.
+
+The test split is used only for the final numbers, never to choose anything.
+
+Run: ``python benchmarks/validate.py [--quick] [--sections synthetic,reaching,phases]``
+or ``python benchmarks/validate.py --sweep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nwb_jedi import JEDI, TrialDataset
+from nwb_jedi.analysis import metrics
+
+RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))  # validate_synthetic
+
+TASKS = ("sine", "memorypro", "dm")
+
+
+# ---------------------------------------------------------------------- settings
+@dataclasses.dataclass
+class Settings:
+    """Sizes of the validation; `quick()` shrinks everything for smoke tests."""
+
+    n_units: int = 200                 # synthetic teacher size
+    trials_per_condition: int = 20     # synthetic trials per condition
+    synthetic_epochs: int = 600
+    synthetic_patience: int = 60
+    reaching_epochs: int = 500
+    seeds: tuple[int, ...] = (0, 1, 2)
+    shots: int = 5                     # few-shot trials of the unseen condition
+    fp_initial: int = 128              # fixed-point search starts per condition
+    fp_iters: int = 1500
+    infer_epochs: int = 200            # budget of embedding inference
+    phase_epochs: int = 500
+    sweep_seeds: tuple[int, ...] = (0, 1)
+    teacher_iters: int | None = None   # None: the cached default teacher
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(n_units=40, trials_per_condition=6, synthetic_epochs=15, synthetic_patience=5,
+                   reaching_epochs=15, seeds=(0,), fp_initial=16, fp_iters=100,
+                   infer_epochs=10, phase_epochs=10, sweep_seeds=(0,), teacher_iters=60)
+
+
+def log(*parts) -> None:
+    print(*parts, flush=True)
+
+
+def mean_sd(values) -> str:
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+# ---------------------------------------------------------------------- data
+def synthetic_data(settings: Settings, tasks=TASKS, seed: int = 0) -> TrialDataset:
+    """The multitask synthetic dataset (teacher cached under ~/.cache/nwb_jedi)."""
+    from nwb_jedi.synthetic import make_dataset
+
+    kwargs = {} if settings.teacher_iters is None else {"max_iters": settings.teacher_iters}
+    return make_dataset(tasks, n_units=settings.n_units,
+                        trials_per_condition=settings.trials_per_condition, seed=seed, **kwargs)
+
+
+def reaching_data() -> TrialDataset:
+    """The embedded delay-period reaching data (its own fixed train/val/test split)."""
+    from nwb_jedi.datasets import load_reaching
+
+    return load_reaching()
+
+
+def jedi(settings: Settings, *, synthetic: bool, seed: int = 0, **overrides) -> JEDI:
+    """JEDI with the package defaults except the training budget (and explicit overrides)."""
+    params = dict(max_epochs=settings.synthetic_epochs if synthetic else settings.reaching_epochs,
+                  device="cpu", seed=seed)
+    if synthetic:
+        params["patience"] = settings.synthetic_patience
+    params.update(overrides)
+    return JEDI(**params)
+
+
+# ---------------------------------------------------------------------- 1. synthetic
+def teacher_rates(gt: dict, states: np.ndarray) -> np.ndarray:
+    """Firing rates (Hz) the synthetic neurons emit at teacher states x (..., N)."""
+    return gt["rate_scale"] * gt["readout_baseline"] * np.exp(gt["readout_gain"]
+                                                              * np.tanh(states))
+
+
+def jedi_rates(model: JEDI, states: np.ndarray) -> np.ndarray:
+    """Firing rates (Hz) JEDI's readout gives at its states x (..., N) (Poisson observation)."""
+    with torch.no_grad():
+        out = model.module_.readout(torch.tanh(torch.as_tensor(states, dtype=torch.float32)))
+    return out.numpy().astype(np.float64) / model.bin_size_
+
+
+def sine_input(teacher, frequency: float) -> np.ndarray:
+    """The teacher's (noiseless, static) input vector of a sine condition."""
+    trial = teacher.multitask.trial("sine", frequency, teacher.dt)
+    return np.asarray(trial.inputs[-1], dtype=np.float64)
+
+
+def teacher_map(gt: dict, u: np.ndarray):
+    """The teacher's step under static input `u`, and its Jacobian, in float64 (torch).
+
+    ``F(x) = x + α(−x + W tanh(x) + B u + b)``; the teacher's own `step_fn` is float32, too
+    coarse to locate fixed points to ~1e-10.
+    """
+    W = torch.as_tensor(np.asarray(gt["W"], np.float64))
+    bias = torch.as_tensor(np.asarray(gt["B"], np.float64) @ u + np.asarray(gt["b"], np.float64))
+    alpha = float(gt["alpha"])
+    eye = torch.eye(W.shape[0], dtype=torch.float64)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        return x + alpha * (-x + torch.tanh(x) @ W.T + bias)
+
+    def jacobian(x: torch.Tensor) -> torch.Tensor:
+        gain = 1.0 - torch.tanh(x.to(torch.float64)) ** 2
+        return (1.0 - alpha) * eye + alpha * W.unsqueeze(0) * gain.unsqueeze(1)
+
+    return step, jacobian
+
+
+def continuous_eigenvalues(discrete: np.ndarray, dt: float) -> np.ndarray:
+    """Eigenvalues of the continuous-time linearization, s = (λ − 1)/Δt (1/s).
+
+    The teacher steps every 10 ms and JEDI every bin, so their discrete-time Jacobians are not
+    comparable; ``Re s`` (growth rate) and ``Im s / 2π`` (Hz) are.
+    """
+    return (np.asarray(discrete) - 1.0) / dt
+
+
+def leading_frequency(discrete: np.ndarray, dt: float) -> float:
+    """|Im s|/2π (Hz) of the continuous-time mode with the largest real part."""
+    s = continuous_eigenvalues(discrete, dt)
+    return float(abs(s[np.argmax(s.real)].imag) / (2 * np.pi))
+
+
+def match_fixed_points(rates_a: np.ndarray, rates_b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Hungarian matching of two sets of points (rows) by Euclidean distance."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(rates_a) == 0 or len(rates_b) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    cost = np.linalg.norm(rates_a[:, None] - rates_b[None], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    return rows, cols, cost[rows, cols]
+
+
+def compare_fixed_points(model: JEDI, ds: TrialDataset, teacher, settings: Settings,
+                         seed: int = 0) -> pd.DataFrame:
+    """JEDI's fixed points vs the teacher's, per sine condition, matched in rate space."""
+    from nwb_jedi.analysis.fixed_points import find_fixed_points, sample_initial_states
+    from nwb_jedi.analysis.fixed_points import fixed_points as jedi_fixed_points
+
+    gt = ds.ground_truth
+    labels = list(model.conditions_["label"].astype(str))
+    rows = []
+    for c, cond in enumerate(ds.conditions.itertuples()):
+        if cond.task != "sine":
+            continue
+        step, jac = teacher_map(gt, sine_input(teacher, cond.value))
+        init = sample_initial_states(gt["condition_states"][c], settings.fp_initial, 0.1,
+                                     np.random.default_rng(seed))
+        found_t = find_fixed_points(step, init, jacobian=jac, max_iters=settings.fp_iters)
+        found_j = jedi_fixed_points(model, labels.index(cond.label),
+                                    n_initial=settings.fp_initial, max_iters=settings.fp_iters,
+                                    seed=seed)
+        r_t = teacher_rates(gt, found_t.locations)
+        r_j = jedi_rates(model, found_j.locations)
+        ii, jj, dist = match_fixed_points(r_t, r_j)
+        # Scale: how far the teacher's rates travel from their mean over the trial.
+        traj = gt["rates"][c]
+        spread = float(np.sqrt(((traj - traj.mean(0)) ** 2).sum(1).mean()))
+        n = r_t.shape[1] if len(r_t) else gt["rates"].shape[-1]
+        freq_t = [leading_frequency(found_t.eigenvalues[i], teacher.dt) for i in ii]
+        freq_j = [leading_frequency(found_j.eigenvalues[j], model.bin_size_) for j in jj]
+        unstable_t = [int((continuous_eigenvalues(found_t.eigenvalues[i], teacher.dt).real
+                           > 0).sum()) for i in ii]
+        unstable_j = [int((continuous_eigenvalues(found_j.eigenvalues[j], model.bin_size_).real
+                           > 0).sum()) for j in jj]
+        rows.append({
+            "frequency_hz": cond.value, "teacher_n": len(found_t), "jedi_n": len(found_j),
+            "matched": len(dist),
+            "rms_distance_hz": float(np.mean(dist) / np.sqrt(n)) if len(dist) else np.nan,
+            "distance_over_spread": float(np.mean(dist) / spread) if len(dist) else np.nan,
+            "teacher_unstable_modes": ",".join(map(str, unstable_t)),
+            "jedi_unstable_modes": ",".join(map(str, unstable_j)),
+            "teacher_fp_freq_hz": float(np.mean(freq_t)) if freq_t else np.nan,
+            "jedi_fp_freq_hz": float(np.mean(freq_j)) if freq_j else np.nan,
+        })
+        log(f"fixed points sine {cond.value:g} Hz: teacher {len(found_t)}, JEDI "
+            f"{len(found_j)}, matched distance {rows[-1]['rms_distance_hz']:.2f} Hz RMS "
+            f"({rows[-1]['distance_over_spread']:.2f} of the trajectory spread)")
+    return pd.DataFrame(rows)
+
+
+def sine_spearman(model: JEDI, fixed: pd.DataFrame | None = None) -> dict:
+    """Spearman(sine frequency, |Im λ|) for two definitions of λ (J's eigenvalues per condition).
+
+    ``leading``: the eigenvalue of J_c with the largest modulus; ``max_imag``: the eigenvalue of
+    J_c with the largest |Im λ|. With `fixed`, also the frequency of the leading mode of the
+    Jacobian at JEDI's fixed points.
+    """
+    from scipy.stats import spearmanr
+
+    freqs, lead, max_im = [], [], []
+    for row, cond in enumerate(model.conditions_.itertuples()):
+        if cond.task != "sine":
+            continue
+        lam = model.eigenvalues(row)
+        freqs.append(cond.value)
+        lead.append(abs(lam[0].imag))
+        max_im.append(float(np.abs(lam.imag).max()))
+    out = {"frequencies": freqs, "leading_abs_imag": lead, "max_abs_imag": max_im,
+           "rho_leading": float(spearmanr(freqs, lead)[0]),
+           "rho_max_imag": float(spearmanr(freqs, max_im)[0])}
+    if fixed is not None and fixed["jedi_fp_freq_hz"].notna().sum() >= 3:
+        ok = fixed["jedi_fp_freq_hz"].notna()
+        out["rho_fixed_point"] = float(spearmanr(fixed["frequency_hz"][ok],
+                                                 fixed["jedi_fp_freq_hz"][ok])[0])
+    return out
+
+
+def classify_held_out(model: JEDI, test: TrialDataset, settings: Settings) -> dict:
+    """Condition of held-out trials from label-free per-trial embeddings.
+
+    Every test trial gets its own embedding, inferred from its spikes alone with the network
+    frozen (no condition information goes in). Classified (a) by the nearest *training*
+    condition embedding and (b) by 5-fold cross-validated nearest centroid among test trials.
+    """
+    from validate_synthetic import nearest_centroid
+
+    from nwb_jedi.analysis.embedding import classify_embeddings, trial_embeddings
+
+    x = trial_embeddings(model, test, max_epochs=settings.infer_epochs)
+    truth = test.conditions["label"].astype(str).to_numpy()[test.condition]
+    model_labels = model.conditions_["label"].astype(str).to_numpy()
+    nearest = model_labels[nearest_centroid(x, model.embeddings_)]
+    cv = classify_embeddings(x, truth, cv=max(2, min(5, int(test.trials_per_condition().max()))))
+    tasks = test.conditions["task"].to_numpy()[test.condition]
+    task_of = dict(zip(model_labels, model.conditions_["task"], strict=True))
+    return {"nearest_training": float(np.mean(nearest == truth)),
+            "cv_centroid": cv["accuracy"], "chance": 1 / test.n_conditions,
+            "task_accuracy": float(np.mean([task_of[n] for n in nearest] == tasks)),
+            "embeddings": x, "truth": truth}
+
+
+def run_synthetic(settings: Settings, out: Path) -> dict:
+    """Section 1: fit JEDI (package defaults) on the multitask set, score it on test trials."""
+    from nwb_jedi.analysis import plots
+    from nwb_jedi.synthetic import get_teacher
+
+    start = time.perf_counter()
+    ds = synthetic_data(settings)
+    kwargs = {} if settings.teacher_iters is None else {"max_iters": settings.teacher_iters}
+    teacher = get_teacher(TASKS, n_units=settings.n_units, seed=0, **kwargs)
+    log(f"synthetic: {ds}")
+    model = jedi(settings, synthetic=True).fit(ds.train, ds.val)
+    log(f"  fit {model.n_epochs_} epochs in {model.fit_seconds_:.0f} s")
+    test = ds.test
+    pred = model.predict_rates(test)
+    gt = test.ground_truth
+    clean = ds.ground_truth["rates"][test.condition]
+    result = {
+        "r2_pooled": metrics.pooled_r2(pred, gt["trial_rates"]),
+        "r2_per_neuron": metrics.rate_r2(pred, gt["trial_rates"]),
+        "r2_clean_pooled": metrics.pooled_r2(pred, clean),
+        "r2_clean_per_neuron": metrics.rate_r2(pred, clean),
+        "r2_per_task": {t: metrics.pooled_r2(pred[gt["trial_task"] == t],
+                                             gt["trial_rates"][gt["trial_task"] == t])
+                        for t in TASKS},
+        "epochs": model.n_epochs_,
+    }
+    log(f"  held-out R² pooled {result['r2_pooled']:.3f}, per neuron "
+        f"{result['r2_per_neuron']:.3f}")
+    result["classification"] = classify_held_out(model, test, settings)
+    log(f"  classification: nearest training embedding "
+        f"{result['classification']['nearest_training']:.3f}, CV "
+        f"{result['classification']['cv_centroid']:.3f}")
+    result["fixed_points"] = compare_fixed_points(model, ds, teacher, settings)
+    result["spearman"] = sine_spearman(model, result["fixed_points"])
+    log(f"  Spearman leading {result['spearman']['rho_leading']:.3f}, max |Im| "
+        f"{result['spearman']['rho_max_imag']:.3f}")
+    plots.plot_embeddings(model, out / "synthetic_embeddings.png", color_by="task",
+                          embeddings=result["classification"]["embeddings"],
+                          labels=test.conditions["task"].to_numpy()[test.condition])
+    sine_rows = [i for i, t in enumerate(model.conditions_["task"]) if t == "sine"]
+    plots.plot_eigenvalues(model, out / "synthetic_sine_eigenvalues.png", conditions=sine_rows,
+                           title="JEDI: eigenvalues of J per sine frequency")
+    plot_spearman(result["spearman"], out / "synthetic_sine_frequency.png")
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def plot_spearman(sp: dict, path: Path) -> None:
+    from nwb_jedi.analysis.plots import _figure, _save
+
+    fig = _figure(4.5, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(sp["frequencies"], sp["max_abs_imag"], "o-",
+            label=f"max |Im λ| (ρ = {sp['rho_max_imag']:.2f})")
+    ax.plot(sp["frequencies"], sp["leading_abs_imag"], "s--",
+            label=f"|Im λ| of largest |λ| (ρ = {sp['rho_leading']:.2f})")
+    ax.set_xlabel("sine frequency (Hz)")
+    ax.set_ylabel("|Im λ| of J")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------------- 2. reaching
+def baselines(settings: Settings, seed: int) -> dict:
+    """The three baselines with the same RNN family, budget and stopping rule as JEDI."""
+    from nwb_jedi.model.baselines import PerConditionRNN, PSTHBaseline, SharedRNN
+
+    budget = dict(max_epochs=settings.reaching_epochs, device="cpu", seed=seed)
+    return {"PerConditionRNN": PerConditionRNN(**budget), "SharedRNN": SharedRNN(**budget),
+            "PSTHBaseline": PSTHBaseline()}
+
+
+def co_smoothing(model, name: str, test: TrialDataset, heldout: np.ndarray,
+                 settings: Settings) -> dict:
+    """Bits/spike of the held-out neurons on test trials (NLB co-smoothing).
+
+    JEDI infers the test trials' embeddings from the held-in neurons only (per condition, and
+    per trial as well); the baselines cannot use held-in activity of new trials (their
+    prediction is fixed by the condition), so theirs is the bits/spike of their prediction on
+    the held-out neurons.
+    """
+    if name != "JEDI":
+        return {"co_bps": metrics.bits_per_spike(model.predict_rates(test), test.counts,
+                                                 test.bin_size, units=heldout)}
+    return {
+        "co_bps": metrics.co_smoothing_bits_per_spike(model, test, heldout,
+                                                      max_epochs=settings.infer_epochs),
+        "co_bps_per_trial": metrics.co_smoothing_bits_per_spike(
+            model, test, heldout, per_trial=True, max_epochs=settings.infer_epochs),
+    }
+
+
+def few_shot(ds: TrialDataset, settings: Settings, seed: int) -> pd.DataFrame:
+    """Leave-one-condition-out few-shot generalization.
+
+    For each condition c: JEDI is fitted on the train/val trials of the *other* conditions;
+    `shots` training-split trials of c are drawn; JEDI infers c's embedding from them (network
+    frozen); a PerConditionRNN is fitted on them (all but one, the last for early stopping, its
+    standard regularizer) and a PSTH is averaged from them. All are scored on *every other*
+    trial of c (none of which any of these fits saw). Predictions of all conditions are pooled
+    before scoring, so the numbers are comparable with the main table.
+    """
+    from nwb_jedi.model.baselines import PerConditionRNN, PSTHBaseline
+
+    rng = np.random.default_rng(seed)
+    preds: dict[str, list[np.ndarray]] = {"JEDI": [], "PerConditionRNN": [], "PSTHBaseline": []}
+    scored = []
+    for c in np.flatnonzero(ds.trials_per_condition() > 0):
+        others = ds.condition != c
+        train = ds.subset(others & (ds.split == "train"))
+        val = ds.subset(others & (ds.split == "val"))
+        candidates = np.flatnonzero((ds.condition == c) & (ds.split == "train"))
+        shots = np.sort(rng.choice(candidates, settings.shots, replace=False))
+        rest = np.setdiff1d(np.flatnonzero(ds.condition == c), shots)
+        shot_ds, rest_ds = ds.subset(shots), ds.subset(rest)
+        model = jedi(settings, synthetic=False, seed=seed).fit(train, val)
+        inferred = model.infer_embeddings(shot_ds, max_epochs=settings.infer_epochs)
+        preds["JEDI"].append(inferred.predict_rates(rest_ds))
+        rnn = PerConditionRNN(max_epochs=settings.reaching_epochs, device="cpu", seed=seed)
+        rnn.fit(ds.subset(shots[:-1]), ds.subset(shots[-1:]))
+        preds["PerConditionRNN"].append(rnn.predict_rates(rest_ds))
+        preds["PSTHBaseline"].append(PSTHBaseline().fit(shot_ds).predict_rates(rest_ds))
+        scored.append(rest)
+    target = ds.subset(np.concatenate(scored))
+    rows = []
+    for name, parts in preds.items():
+        rates = np.concatenate(parts)
+        rows.append({"model": name, "seed": seed,
+                     "fewshot_bps": metrics.bits_per_spike(rates, target.counts,
+                                                           target.bin_size),
+                     "fewshot_psth_r2": metrics.psth_r2(rates, target.counts, target.condition,
+                                                        target.n_conditions,
+                                                        target.bin_size)})
+    return pd.DataFrame(rows)
+
+
+def run_reaching(settings: Settings, out: Path) -> dict:
+    """Section 2: held-out metrics, co-smoothing and few-shot, over seeds."""
+    from nwb_jedi.analysis import plots
+
+    start = time.perf_counter()
+    ds = reaching_data()
+    log(f"reaching: {ds}")
+    train, val, test = ds.train, ds.val, ds.test
+    rows, fewshot = [], []
+    for seed in settings.seeds:
+        heldout = metrics.heldout_unit_mask(ds.n_units, 0.2, seed=seed)
+        models = {"JEDI": jedi(settings, synthetic=False, seed=seed),
+                  **baselines(settings, seed)}
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.fit(train, val)
+            score = model.score(test)
+            row = {"model": name, "seed": seed, "bps": score["bits_per_spike"],
+                   "psth_r2": score["psth_r2"], "r2": score["r2"],
+                   **co_smoothing(model, name, test, heldout, settings),
+                   "fit_s": time.perf_counter() - t0}
+            rows.append(row)
+            log(f"  seed {seed} {name}: {row['bps']:.4f} bits/spike, PSTH R² "
+                f"{row['psth_r2']:.3f}, co-bps {row['co_bps']:.4f}")
+            if seed == settings.seeds[0] and name == "JEDI":
+                plots.plot_psth(model, test, out / "reaching_psth_jedi.png")
+                plots.plot_embeddings(model, out / "reaching_embeddings.png")
+                plots.plot_eigenvalues(model, out / "reaching_eigenvalues.png",
+                                       title="JEDI on PMd reaching: eigenvalues of J")
+                plots.plot_training(model.history_, out / "reaching_training.png")
+        fewshot.append(few_shot(ds, settings, seed))
+        log(fewshot[-1].to_string(index=False))
+    return {"table": pd.DataFrame(rows), "fewshot": pd.concat(fewshot, ignore_index=True),
+            "seconds": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------------- 3. phases
+MEMORYPRO_PHASES = (("stimulus", 0.1, 0.3), ("delay", 0.5, 0.7), ("response", 0.75, 0.95))
+
+
+def memorypro_phase_input(teacher, angle: float, phase: str) -> np.ndarray:
+    """The teacher's noiseless input in the middle of a memorypro phase window."""
+    trial = teacher.multitask.trial("memorypro", angle, teacher.dt)
+    window = dict((name, (a, b)) for name, a, b in MEMORYPRO_PHASES)[phase]
+    return np.asarray(trial.inputs[int(round(np.mean(window) / teacher.dt))], np.float64)
+
+
+def top_modes(discrete: np.ndarray, dt: float, k: int = 3) -> tuple[float, float]:
+    """Mean Re s (1/s) and mean |Im s|/2π (Hz) of the `k` continuous-time modes with the
+    largest real part, averaged over states (rows of `discrete`)."""
+    s = continuous_eigenvalues(discrete, dt)
+    order = np.argsort(-s.real, axis=-1)[..., :k]
+    top = np.take_along_axis(s, order, axis=-1)
+    return float(top.real.mean()), float((np.abs(top.imag) / (2 * np.pi)).mean())
+
+
+def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
+    """One JEDI context per (angle, phase) of memorypro; Jacobian spectra vs the teacher's."""
+    from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.phases import split_phases
+    from nwb_jedi.analysis.spectra import jacobian_spectrum
+    from nwb_jedi.synthetic import get_teacher
+
+    ds = synthetic_data(settings)
+    kwargs = {} if settings.teacher_iters is None else {"max_iters": settings.teacher_iters}
+    teacher = get_teacher(TASKS, n_units=settings.n_units, seed=0, **kwargs)
+    mp = ds.subset(ds.ground_truth["trial_task"] == "memorypro")
+    phased = split_phases(mp, MEMORYPRO_PHASES)
+    model = jedi(settings, synthetic=True, max_epochs=settings.phase_epochs).fit(
+        phased.train, phased.val)
+    score = model.score(phased.test)
+    log(f"memorypro phases: {model.n_epochs_} epochs, test R² vs teacher "
+        f"{score['r2_true']:.3f}")
+    gt = ds.ground_truth
+    n_win = phased.n_bins
+    rows = []
+    for row, cond in enumerate(model.conditions_.itertuples()):
+        c = list(ds.conditions["label"]).index(cond.label.rsplit("/", 1)[0])
+        first = int(round(dict((n, a) for n, a, _ in MEMORYPRO_PHASES)[cond.phase]
+                          / ds.bin_size))
+        states = torch.as_tensor(gt["condition_states"][c, first:first + n_win],
+                                 dtype=torch.float64)
+        _, jac = teacher_map(gt, memorypro_phase_input(teacher, cond.value, cond.phase))
+        teacher_ev = np.linalg.eigvals(jac(states).numpy())
+        jedi_ev = jacobian_spectrum(model, row, n_steps=n_win).eigenvalues
+        t_re, t_hz = top_modes(teacher_ev, teacher.dt)
+        j_re, j_hz = top_modes(jedi_ev, model.bin_size_)
+        lam = model.eigenvalues(row)
+        rows.append({"phase": cond.phase, "angle": cond.value, "teacher_top3_re": t_re,
+                     "jedi_top3_re": j_re, "teacher_top3_hz": t_hz, "jedi_top3_hz": j_hz,
+                     "jedi_J_leading_modulus": float(np.abs(lam[0])),
+                     "jedi_J_max_abs_imag": float(np.abs(lam.imag).max())})
+    table = pd.DataFrame(rows)
+    plots.plot_eigenvalues(model, out / "memorypro_phase_eigenvalues.png",
+                           conditions=[i for i, a in enumerate(model.conditions_["value"])
+                                       if a in (0.0, 180.0)],
+                           title="JEDI memorypro contexts: eigenvalues of J per phase")
+    summary = table.groupby("phase", sort=False).mean(numeric_only=True).drop(columns="angle")
+    summary["test_r2_true"] = score["r2_true"]
+    return summary.reset_index()
+
+
+REACHING_PHASE_MS = 300
+
+
+def reaching_phase_data() -> TrialDataset:
+    """Whole reaching trials (ex2: 2 targets x 56), cut into two equal windows.
+
+    ``early``: the first 300 ms after target onset (target shown, before the movement: a
+    preparation period); ``late``: the last 300 ms of the trial, which the source describes
+    as running through the movement (no go-cue or movement-onset times are stored, so this
+    window is "around/through the movement", not a verified execution epoch).
+    """
+    from nwb_jedi.datasets import reaching_mapper, reaching_path
+    from nwb_jedi.io.read import read_session
+
+    session = read_session(reaching_path())
+    w = REACHING_PHASE_MS / 1000
+    common = dict(trial_filter={"subset": "ex2_whole"})
+    early = reaching_mapper(align="target_on_time", window=(0.0, w), **common).build(session)
+    late = reaching_mapper(align="stop_time", window=(-w, 0.0), **common).build(session)
+    if not (np.array_equal(early.trial_id, late.trial_id)
+            and np.array_equal(early.split, late.split)):
+        raise RuntimeError("early and late windows disagree on trials or splits")
+    target = early.conditions["label"].astype(str).to_numpy()
+    labels = [(t, "early") for t in target[early.condition]] + \
+        [(t, "late") for t in target[late.condition]]
+    return TrialDataset.from_arrays(
+        np.concatenate([early.counts, late.counts]), labels, early.bin_size,
+        trial_ids=[f"{t}/early" for t in early.trial_id] + [f"{t}/late" for t in late.trial_id],
+        unit_ids=early.unit_id, split=np.concatenate([early.split, late.split]),
+        condition_names=("target", "phase"))
+
+
+def run_reaching_phases(settings: Settings, out: Path) -> pd.DataFrame:
+    """Early vs late windows of whole reaching trials: J and Jacobian spectra per phase."""
+    from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.phases import summarize_phase_spectra
+    from nwb_jedi.analysis.spectra import jacobian_spectrum, spectrum_table
+
+    ds = reaching_phase_data()
+    rows = []
+    for seed in settings.seeds:
+        model = jedi(settings, synthetic=False, seed=seed).fit(ds.train, ds.val)
+        score = model.score(ds.test)
+        summary = summarize_phase_spectra(spectrum_table(model))
+        for phase in summary.index:
+            conds = [i for i, p in enumerate(model.conditions_["phase"]) if p == phase]
+            re_hz = [top_modes(jacobian_spectrum(model, i, n_steps=ds.n_bins).eigenvalues,
+                               model.bin_size_) for i in conds]
+            rows.append({"phase": phase, "seed": seed, **summary.loc[phase].to_dict(),
+                         "jac_top3_re": float(np.mean([r for r, _ in re_hz])),
+                         "jac_top3_hz": float(np.mean([h for _, h in re_hz])),
+                         "test_bps": score["bits_per_spike"]})
+        if seed == settings.seeds[0]:
+            plots.plot_eigenvalues(model, out / "reaching_phase_eigenvalues.png",
+                                   title="JEDI on whole reaches: eigenvalues of J, early vs late")
+    table = pd.DataFrame(rows)
+    log(table.to_string(index=False))
+    return table
+
+
+# ---------------------------------------------------------------------- 4. sweep
+SWEEP_BASE = dict(embed_dim=8, hidden=128, rank=4, tau=0.05, noise_std=0.05, lr=2e-3,
+                  embed_lr=1e-2)
+SWEEP_VARIANTS: list[dict] = [
+    {},
+    {"tau": 0.02}, {"tau": 0.1}, {"tau": 0.2},
+    {"rank": 2}, {"rank": 8},
+    {"embed_dim": 4}, {"embed_dim": 16},
+    {"hidden": 64}, {"hidden": 256},
+    {"lr": 1e-2, "embed_lr": 3e-2}, {"lr": 5e-3, "embed_lr": 2e-2},
+    {"noise_std": 0.0}, {"noise_std": 0.1},
+]
+SYNTHETIC_VARIANTS: list[dict] = [
+    {"lr": 1e-2, "embed_lr": 3e-2},
+    {"lr": 1e-2, "embed_lr": 3e-2, "rank": 8},
+    {"lr": 1e-2, "embed_lr": 3e-2, "tau": 0.1},
+    {"lr": 1e-2, "embed_lr": 3e-2, "hidden": 256},
+    {"lr": 1e-2, "embed_lr": 3e-2, "noise_std": 0.0},
+    {"lr": 5e-3, "embed_lr": 2e-2},
+    {},
+]
+
+
+def describe(params: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items()) or "base"
+
+
+def sweep_reaching(settings: Settings, variants=SWEEP_VARIANTS) -> pd.DataFrame:
+    """Fit each variant on the reaching train split, score on the *val* split."""
+    ds = reaching_data()
+    rows = []
+    for variant in variants:
+        params = {**SWEEP_BASE, **variant}
+        for seed in settings.sweep_seeds:
+            start = time.perf_counter()
+            model = jedi(settings, synthetic=False, seed=seed, **params).fit(ds.train, ds.val)
+            score = model.score(ds.val)
+            rows.append({"data": "reaching", "variant": describe(variant), "seed": seed,
+                         "val_bits_per_spike": score["bits_per_spike"],
+                         "val_psth_r2": score["psth_r2"], "epochs": model.n_epochs_,
+                         "seconds": time.perf_counter() - start})
+            log(f"sweep reaching {describe(variant)} seed {seed}: "
+                f"{score['bits_per_spike']:.4f} bits/spike, PSTH R² {score['psth_r2']:.3f}")
+    return pd.DataFrame(rows)
+
+
+def sweep_synthetic(settings: Settings, variants=SYNTHETIC_VARIANTS) -> pd.DataFrame:
+    """Fit each variant on the synthetic train split, score R² vs teacher on the *val* split."""
+    ds = synthetic_data(settings)
+    rows = []
+    for variant in variants:
+        params = {**SWEEP_BASE, **variant}
+        start = time.perf_counter()
+        model = jedi(settings, synthetic=True, seed=0, **params).fit(ds.train, ds.val)
+        score = model.score(ds.val)
+        rows.append({"data": "synthetic", "variant": describe(variant), "seed": 0,
+                     "val_r2_true": score["r2_true"],
+                     "val_r2_true_per_neuron": score["r2_true_per_neuron"],
+                     "val_bits_per_spike": score["bits_per_spike"], "epochs": model.n_epochs_,
+                     "seconds": time.perf_counter() - start})
+        log(f"sweep synthetic {describe(variant)}: R² {score['r2_true']:.4f} "
+            f"({model.n_epochs_} epochs, {time.perf_counter() - start:.0f} s)")
+    return pd.DataFrame(rows)
+
+
+def summarize_sweep(table: pd.DataFrame) -> pd.DataFrame:
+    metrics_cols = [c for c in table.columns if c.startswith("val_")] + ["epochs", "seconds"]
+    return table.groupby(["data", "variant"], sort=False)[metrics_cols].mean().reset_index()
+
+
+def write_sweep(reaching: pd.DataFrame | None, synthetic: pd.DataFrame | None,
+                out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Hyperparameter sweep (validation splits only)", "",
+             f"Base: {describe(SWEEP_BASE)}; one change at a time. Reaching: mean over seeds "
+             "of held-out *validation* bits/spike and PSTH R²; synthetic: R² of predicted vs "
+             "teacher rates on *validation* trials (pooled / per neuron).", ""]
+    for table in (reaching, synthetic):
+        if table is None or table.empty:
+            continue
+        lines += [markdown_table(summarize_sweep(table), ".4f"), ""]
+    path = out / "sweep.md"
+    _atomic_write(path, "\n".join(lines))
+    return path
+
+
+def markdown_table(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A pipe table (no tabulate dependency)."""
+    def cell(value) -> str:
+        if isinstance(value, float | np.floating):
+            return "nan" if not np.isfinite(value) else format(value, floatfmt)
+        return str(value)
+
+    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |"
+            for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+    parser.add_argument("--sweep", action="store_true", help="run the hyperparameter sweep")
+    parser.add_argument("--sweep-data", default="reaching,synthetic")
+    parser.add_argument("--sections", default="synthetic,reaching,phases")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    settings = Settings.quick() if args.quick else Settings()
+    if args.sweep:
+        which = args.sweep_data.split(",")
+        reaching = sweep_reaching(settings) if "reaching" in which else None
+        if reaching is not None:
+            write_sweep(reaching, None, args.out)
+        synthetic = sweep_synthetic(settings) if "synthetic" in which else None
+        log(f"wrote {write_sweep(reaching, synthetic, args.out)}")
+        return 0
+    sections = [x for x in args.sections.split(",") if x]
+    unknown = set(sections) - {"synthetic", "reaching", "phases"}
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run_all(settings, args.out, sections)
+    path = write_report(results, settings, args.out, quick=args.quick)
+    log(f"wrote {path}")
+    return 0
+
+
+def run_all(settings: Settings, out: Path, sections=("synthetic", "reaching", "phases")) -> dict:
+    """Run the chosen sections; returns their results (see `write_report`)."""
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    results: dict = {}
+    if "synthetic" in sections:
+        results["synthetic"] = run_synthetic(settings, out)
+    if "reaching" in sections:
+        results["reaching"] = run_reaching(settings, out)
+    if "phases" in sections:
+        start = time.perf_counter()
+        results["memorypro_phases"] = run_memorypro_phases(settings, out)
+        results["reaching_phases"] = run_reaching_phases(settings, out)
+        results["phases_seconds"] = time.perf_counter() - start
+    return results
+
+
+def _goal(value: float, goal: float) -> str:
+    return f"{value:.3f} ({'meets' if value >= goal else 'below'} ≥ {goal:g})"
+
+
+def write_report(results: dict, settings: Settings, out: Path, quick: bool = False) -> Path:
+    """benchmarks/results/validation.md from the results of `run_all`."""
+    defaults = {k: v for k, v in JEDI().get_params().items()
+                if k in ("embed_dim", "hidden", "rank", "tau", "noise_std", "lr", "embed_lr",
+                         "max_epochs", "patience", "batch_size")}
+    lines = ["# JEDI validation", "",
+             f"Generated by `python benchmarks/validate.py{' --quick' if quick else ''}` "
+             f"(torch {torch.__version__}, CPU). JEDI uses the package defaults "
+             f"({describe(defaults)}) except the epoch budget "
+             f"({settings.synthetic_epochs} synthetic / {settings.reaching_epochs} reaching). "
+             "All numbers are on held-out test trials unless stated; nothing was tuned on them.",
+             ""]
+    if quick:
+        lines += ["**Quick mode: tiny settings, numbers are meaningless.**", ""]
+    if "synthetic" in results:
+        r = results["synthetic"]
+        cls, sp = r["classification"], r["spearman"]
+        lines += [
+            "## 1. Synthetic multitask teacher (sine, memorypro, dm; "
+            f"N = {settings.n_units}, 24 conditions)", "",
+            "| metric | value |", "|---|---|",
+            f"| R² vs teacher trial rates, pooled over neurons | {_goal(r['r2_pooled'], 0.94)} |",
+            f"| R² vs teacher trial rates, mean of per-neuron R² | "
+            f"{_goal(r['r2_per_neuron'], 0.94)} |",
+            f"| R² vs noiseless condition rates, pooled / per neuron | "
+            f"{r['r2_clean_pooled']:.3f} / {r['r2_clean_per_neuron']:.3f} |",
+            "| R² per task (pooled) | " + ", ".join(f"{t} {v:.3f}" for t, v in
+                                                   r["r2_per_task"].items()) + " |",
+            f"| condition from label-free per-trial embeddings, nearest training embedding | "
+            f"{_goal(cls['nearest_training'], 0.98)} (chance {cls['chance']:.3f}) |",
+            f"| same, 5-fold CV nearest centroid among test trials | {cls['cv_centroid']:.3f} |",
+            f"| task from per-trial embeddings | {cls['task_accuracy']:.3f} |",
+            f"| Spearman(freq, max |Im λ| of J_c) | {_goal(sp['rho_max_imag'], 0.9)} |",
+            f"| Spearman(freq, |Im λ| of J_c's largest-modulus λ) | "
+            f"{_goal(sp['rho_leading'], 0.9)} |",
+        ]
+        if "rho_fixed_point" in sp:
+            lines.append(f"| Spearman(freq, oscillation frequency at JEDI's fixed point) | "
+                         f"{sp['rho_fixed_point']:.3f} |")
+        lines += [f"| epochs / wall time | {r['epochs']} / {r['seconds']:.0f} s |", "",
+                  "Fixed points under the static sine input (teacher) and of each sine "
+                  "condition's RNN (JEDI), matched by the Hungarian algorithm on the Euclidean "
+                  "distance between the recorded neurons' firing rates at the fixed points. "
+                  "`distance_over_spread`: matched distance / RMS distance of the teacher's "
+                  "rate trajectory from its mean. Unstable modes and frequencies from the "
+                  "continuous-time Jacobian s = (λ − 1)/Δt.", "",
+                  markdown_table(r["fixed_points"], ".2f"), ""]
+    if "reaching" in results:
+        r = results["reaching"]
+        t = r["table"]
+        agg = t.groupby("model", sort=False).agg(
+            {c: (lambda v: mean_sd(v)) for c in ("bps", "psth_r2", "r2", "co_bps")})
+        if "co_bps_per_trial" in t:
+            per_trial = t.dropna(subset=["co_bps_per_trial"]).groupby("model", sort=False)[
+                "co_bps_per_trial"].agg(mean_sd)
+            agg["co_bps_per_trial"] = per_trial.reindex(agg.index).fillna("—")
+        fs = r["fewshot"].groupby("model", sort=False).agg(
+            {"fewshot_bps": mean_sd, "fewshot_psth_r2": mean_sd})
+        agg = agg.join(fs).fillna("—").reset_index()
+        lines += ["## 2. Monkey PMd reaching (Yu et al. 2009; 7 targets, 61 units, 20 ms bins)",
+                  "",
+                  f"Mean ± sd over seeds {list(settings.seeds)} (model seeds and held-out "
+                  "neuron draws; the dataset's fixed split). `bps`: bits/spike on test trials; "
+                  "`co_bps`: co-smoothing bits/spike of 20% held-out neurons (JEDI: embeddings "
+                  "inferred from held-in neurons; `co_bps_per_trial` adds per-trial offsets); "
+                  f"`fewshot_*`: leave-one-condition-out, {settings.shots} trials of the unseen "
+                  "condition, scored on its other trials, pooled over conditions.", "",
+                  markdown_table(agg), ""]
+        win_bps = all(t.groupby("model")["bps"].mean()["JEDI"] > v
+                      for m, v in t.groupby("model")["bps"].mean().items() if m != "JEDI")
+        fsm = r["fewshot"].groupby("model")["fewshot_bps"].mean()
+        win_fs = all(fsm["JEDI"] > v for m, v in fsm.items() if m != "JEDI")
+        lines += [f"Goal — JEDI beats every baseline on held-out bits/spike: "
+                  f"**{'met' if win_bps else 'not met'}**; on few-shot bits/spike: "
+                  f"**{'met' if win_fs else 'not met'}** (means over seeds).", ""]
+    if "memorypro_phases" in results:
+        lines += ["## 3. Phases", "",
+                  "memorypro (synthetic, ground truth): one JEDI context per (angle, phase "
+                  "window of 200 ms). Columns: mean over the window's states and over angles "
+                  "of the 3 continuous-time Jacobian modes with the largest real part "
+                  "(`top3_re`, 1/s; `top3_hz` = |Im s|/2π), teacher vs JEDI; and JEDI's "
+                  "J eigenvalues.", "",
+                  markdown_table(results["memorypro_phases"]), ""]
+    if "reaching_phases" in results:
+        t = results["reaching_phases"]
+        agg = t.groupby("phase", sort=False).agg(mean_sd).drop(columns="seed").reset_index()
+        lines += [f"Reaching whole trials (ex2, 2 targets x 56): early = first "
+                  f"{REACHING_PHASE_MS} ms after target onset, late = last {REACHING_PHASE_MS} "
+                  "ms of the trial (through the movement per the source; no go-cue or "
+                  "movement-onset times exist). J spectrum summary and Jacobian modes, mean "
+                  "± sd over seeds.", "", markdown_table(agg), ""]
+    path = out / "validation.md"
+    _atomic_write(path, "\n".join(lines))
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
