@@ -44,13 +44,17 @@ def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, caps
     # The preset fills condition columns, alignment and filters; the explicit (negative,
     # space-separated) window overrides the preset's.
     rc, stdout, err = run_cli(["fit", str(mc_maze_nwb), "--preset", "mc_maze", "--window",
-                               "-0.2,0.4", *TINY, "--out", str(out), "--quiet"], capsys)
+                               "-0.2,0.4", *TINY, "--out", str(out), "--quiet",
+                               "--plots", str(tmp_path / "figures")], capsys)
     assert rc == 0, err
     assert err == ""  # --quiet: no progress, no mapper report
     ds = load_dataset(out)
     assert ds.n_bins == 30 and ds.n_conditions == 6
     assert ds.n_units == 18  # 24 units, 6 heldout dropped by the preset
     assert "6 conditions, 18 neurons" in stdout
+    for name in ("embeddings", "eigenvalues", "training", "psth"):
+        png = (tmp_path / "figures" / f"{name}.png").read_bytes()
+        assert png[:4] == b"\x89PNG" and len(png) > 10_000
 
 
 @pytest.mark.parametrize("args,message", [
