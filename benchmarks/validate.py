@@ -584,6 +584,11 @@ SWEEP_VARIANTS: list[dict] = [
     {"hidden": 64}, {"hidden": 256},
     {"lr": 1e-2, "embed_lr": 3e-2}, {"lr": 5e-3, "embed_lr": 2e-2},
     {"noise_std": 0.0}, {"noise_std": 0.1},
+    # second round: combinations of the best single changes of both data sets
+    {"tau": 0.1, "lr": 1e-2, "embed_lr": 3e-2},
+    {"tau": 0.2, "lr": 1e-2, "embed_lr": 3e-2},
+    {"tau": 0.1, "lr": 1e-2, "embed_lr": 3e-2, "rank": 2},
+    {"tau": 0.1, "lr": 1e-2, "embed_lr": 3e-2, "hidden": 64},
 ]
 SYNTHETIC_VARIANTS: list[dict] = [
     {"lr": 1e-2, "embed_lr": 3e-2},
@@ -593,6 +598,10 @@ SYNTHETIC_VARIANTS: list[dict] = [
     {"lr": 1e-2, "embed_lr": 3e-2, "noise_std": 0.0},
     {"lr": 5e-3, "embed_lr": 2e-2},
     {},
+    # second round
+    {"tau": 0.2, "lr": 1e-2, "embed_lr": 3e-2},
+    {"tau": 0.1, "lr": 5e-3, "embed_lr": 2e-2},
+    {"tau": 0.1, "lr": 1e-2, "embed_lr": 3e-2, "rank": 2},
 ]
 
 
@@ -644,16 +653,28 @@ def summarize_sweep(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["data", "variant"], sort=False)[metrics_cols].mean().reset_index()
 
 
-def write_sweep(reaching: pd.DataFrame | None, synthetic: pd.DataFrame | None,
-                out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+def append_sweep(table: pd.DataFrame, path: Path) -> None:
+    """Add sweep rows to a CSV (re-running a variant replaces its old rows)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        old = pd.read_csv(path)
+        keys = set(zip(table["variant"], table["seed"], strict=True))
+        old = old[[k not in keys for k in zip(old["variant"], old["seed"], strict=True)]]
+        table = pd.concat([old, table], ignore_index=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_sweep(out: Path) -> Path:
+    """sweep.md from the sweep CSVs in `out`."""
+    tables = [pd.read_csv(p) for p in (out / "sweep_reaching.csv", out / "sweep_synthetic.csv")
+              if p.exists()]
     lines = ["# Hyperparameter sweep (validation splits only)", "",
              f"Base: {describe(SWEEP_BASE)}; one change at a time. Reaching: mean over seeds "
              "of held-out *validation* bits/spike and PSTH R²; synthetic: R² of predicted vs "
              "teacher rates on *validation* trials (pooled / per neuron).", ""]
-    for table in (reaching, synthetic):
-        if table is None or table.empty:
-            continue
+    for table in tables:
         lines += [markdown_table(summarize_sweep(table), ".4f"), ""]
     path = out / "sweep.md"
     _atomic_write(path, "\n".join(lines))
@@ -686,17 +707,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--sweep", action="store_true", help="run the hyperparameter sweep")
     parser.add_argument("--sweep-data", default="reaching,synthetic")
+    parser.add_argument("--sweep-only", default="", metavar="I,J",
+                        help="run only these variant indices (results are appended to the CSVs)")
     parser.add_argument("--sections", default="synthetic,reaching,phases")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     if args.sweep:
         which = args.sweep_data.split(",")
-        reaching = sweep_reaching(settings) if "reaching" in which else None
-        if reaching is not None:
-            write_sweep(reaching, None, args.out)
-        synthetic = sweep_synthetic(settings) if "synthetic" in which else None
-        log(f"wrote {write_sweep(reaching, synthetic, args.out)}")
+        only = [int(i) for i in args.sweep_only.split(",") if i]
+        for data, variants, run in (("reaching", SWEEP_VARIANTS, sweep_reaching),
+                                    ("synthetic", SYNTHETIC_VARIANTS, sweep_synthetic)):
+            if data in which:
+                chosen = [v for i, v in enumerate(variants) if not only or i in only]
+                append_sweep(run(settings, chosen), args.out / f"sweep_{data}.csv")
+        log(f"wrote {write_sweep(args.out)}")
         return 0
     sections = [x for x in args.sections.split(",") if x]
     unknown = set(sections) - {"synthetic", "reaching", "phases"}
