@@ -19,7 +19,7 @@ from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
   nwb-jedi fit                                   # the embedded monkey reaching data
-  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze --plots figures \
+  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze --plots figures \\
       --asset sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb
   nwb-jedi fit session.nwb --condition-by trial_type --align go_cue_time --window -0.2,0.5
   nwb-jedi fit session.nwb --preset mc_maze --checkpoint ckpt   # later: add --resume
