@@ -28,7 +28,7 @@ from nwb_jedi.data.dataset import TrialDataset, condition_means
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.base import Estimator, NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.hypernet import RNNWeights
-from nwb_jedi.model.rnn import Readout, simulate
+from nwb_jedi.model.rnn import Readout, draw_noise, simulate
 from nwb_jedi.model.train import run_training, threads_for_step_size
 
 
@@ -59,8 +59,9 @@ class _RNNModule(nn.Module):
         return RNNWeights(b=self.b[group], x0=self.x0[group], J=self.J[group])
 
     def forward(self, group: torch.Tensor, n_steps: int, alpha: float, noise_std: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.readout(simulate(self.weights(group), n_steps, alpha, noise_std, generator))
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.readout(simulate(self.weights(group), n_steps, alpha, noise_std,
+                                     noise=noise))
 
 
 class _RNNBaseline(NeuronRNNEstimator):
@@ -131,9 +132,12 @@ class _RNNBaseline(NeuronRNNEstimator):
         optimizer = torch.optim.Adam(module.parameters(), lr=self.lr,
                                      weight_decay=self.weight_decay)
 
-        def batch_loss(batch: np.ndarray, net: nn.Module) -> torch.Tensor:
-            idx = torch.as_tensor(batch, device=device)
-            return self._loss(net(groups[idx], n_steps, alpha, self.noise_std, generator),
+        def batch_loss(batch: np.ndarray, local: np.ndarray, net: nn.Module) -> torch.Tensor:
+            noise = None
+            if self.noise_std > 0:
+                noise = draw_noise(len(batch), n_steps, train.n_units, generator, device)[local]
+            idx = torch.as_tensor(batch[local], device=device)
+            return self._loss(net(groups[idx], n_steps, alpha, self.noise_std, noise),
                               targets[idx])
 
         val_loss = None

@@ -39,16 +39,17 @@ def is_main_process() -> bool:
 
 
 def shard(batch: np.ndarray, strata: np.ndarray | None, rank: int, world: int) -> np.ndarray:
-    """This rank's share of a global minibatch, stratified by `strata` (the trial conditions).
+    """Positions in a global minibatch that this rank computes, stratified by `strata`.
 
-    Sorting by condition and dealing round-robin gives every rank a near-equal share of each
-    condition, so no rank's gradient is dominated by one condition.
+    Sorting the batch by condition and dealing round-robin gives every rank a near-equal share
+    of each condition, so no rank's gradient is dominated by one condition.
     """
+    positions = np.arange(len(batch))
     if world == 1:
-        return batch
+        return positions
     if strata is not None:
-        batch = batch[np.argsort(strata[batch], kind="stable")]
-    return batch[rank::world]
+        positions = positions[np.argsort(strata[batch], kind="stable")]
+    return positions[rank::world]
 
 
 def all_reduce_sum(values: list[float]) -> list[float]:

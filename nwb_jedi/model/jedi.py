@@ -25,7 +25,7 @@ from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError, UserError
 from nwb_jedi.model.base import NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
-from nwb_jedi.model.rnn import Readout, simulate
+from nwb_jedi.model.rnn import Readout, draw_noise, simulate
 from nwb_jedi.model.rnn import step as rnn_step
 from nwb_jedi.model.train import Checkpoint, fingerprint, run_training, threads_for_step_size
 
@@ -58,9 +58,9 @@ class _JEDIModule(nn.Module):
 
     def forward(self, condition: torch.Tensor, n_steps: int, alpha: float,
                 offset_index: torch.Tensor | None = None, noise_std: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         weights = self.hypernet(self.trial_embeddings(condition, offset_index))
-        activity = simulate(weights, n_steps, alpha, noise_std, generator)
+        activity = simulate(weights, n_steps, alpha, noise_std, noise=noise)
         return self.readout(activity)
 
 
@@ -274,7 +274,7 @@ class JEDI(NeuronRNNEstimator):
                   checkpoint: Checkpoint | None = None) -> dict:
         module = self.module_
         device = next(module.parameters()).device
-        n_steps = train.n_bins
+        n_steps, n_units = train.n_bins, train.n_units
         alpha = self.alpha_
         targets = torch.as_tensor(self._targets(train), device=device)
         condition = torch.as_tensor(self._condition_rows(train), device=device)
@@ -296,10 +296,12 @@ class JEDI(NeuronRNNEstimator):
             groups.append({"params": network, "lr": self.lr, "weight_decay": self.weight_decay})
         optimizer = torch.optim.Adam(groups)
 
-        def batch_loss(batch: np.ndarray, net: nn.Module) -> torch.Tensor:
-            idx = torch.as_tensor(batch, device=device)
-            out = net(condition[idx], n_steps, alpha, offsets[idx], self.noise_std,
-                         generator)
+        def batch_loss(batch: np.ndarray, local: np.ndarray, net: nn.Module) -> torch.Tensor:
+            noise = None
+            if self.noise_std > 0:
+                noise = draw_noise(len(batch), n_steps, n_units, generator, device)[local]
+            idx = torch.as_tensor(batch[local], device=device)
+            out = net(condition[idx], n_steps, alpha, offsets[idx], self.noise_std, noise)
             loss = self._loss(out, targets[idx], mask)
             if module.trial_offsets.shape[0]:
                 known = offsets[idx][offsets[idx] >= 0]

@@ -19,23 +19,40 @@ from nwb_jedi.model.hypernet import RNNWeights
 
 def simulate(weights: RNNWeights, n_steps: int, alpha: float, noise_std: float = 0.0,
              generator: torch.Generator | None = None,
-             x0: torch.Tensor | None = None) -> torch.Tensor:
+             x0: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
     """Run the dynamics for a batch of trials and return φ(x_t) of shape (B, n_steps, N).
 
     The first returned step is φ(x0). Every step is a handful of batched dense tensor
     operations over all B trials at once; the only Python loop is over time.
+
+    Process noise is standard normal ``noise`` of shape (B, n_steps - 1, N), scaled by
+    ``noise_std √α``; when not given (and ``noise_std > 0``) it is drawn from `generator` in one
+    call before the loop, so the draws of a batch do not depend on how it is split.
     """
     x = weights.x0 if x0 is None else x0
     noise_scale = noise_std * alpha ** 0.5
+    if noise_scale > 0 and noise is None:
+        noise = torch.randn((x.shape[0], n_steps - 1, x.shape[-1]), generator=generator,
+                            device=x.device, dtype=x.dtype)
     activity = [torch.tanh(x)]
-    for _ in range(n_steps - 1):
+    for t in range(n_steps - 1):
         drive = -x + weights.recurrent_input(activity[-1]) + weights.b
         x = x + alpha * drive
         if noise_scale > 0:
-            x = x + noise_scale * torch.randn(x.shape, generator=generator, device=x.device,
-                                              dtype=x.dtype)
+            x = x + noise_scale * noise[:, t]
         activity.append(torch.tanh(x))
     return torch.stack(activity, dim=1)
+
+
+def draw_noise(batch_size: int, n_steps: int, n_units: int, generator: torch.Generator,
+               device: torch.device) -> torch.Tensor:
+    """Standard normal process noise for a whole minibatch, (B, n_steps - 1, N).
+
+    Drawn for the global batch on every rank and then indexed by each rank's share, so a
+    data-parallel fit sees exactly the noise of a single-process fit.
+    """
+    return torch.randn((batch_size, n_steps - 1, n_units), generator=generator, device=device)
 
 
 def step(weights: RNNWeights, x: torch.Tensor, alpha: float) -> torch.Tensor:

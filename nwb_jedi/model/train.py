@@ -110,7 +110,7 @@ def fingerprint(*parts: Any) -> str:
 
 
 def run_training(
-    batch_loss: Callable[[np.ndarray, torch.nn.Module], torch.Tensor],
+    batch_loss: Callable[[np.ndarray, np.ndarray, torch.nn.Module], torch.Tensor],
     n_items: int,
     optimizer: torch.optim.Optimizer,
     parameters: Iterable[torch.nn.Parameter],
@@ -133,8 +133,12 @@ def run_training(
     Parameters
     ----------
     batch_loss : callable
-        ``batch_loss(indices, net)`` returns the mean loss over the trials `indices`, running
-        the forward pass through `net` (the module, or its DistributedDataParallel wrapper).
+        ``batch_loss(batch, local, net)`` returns the mean loss over the trials
+        ``batch[local]``: `batch` holds the item indices of the global minibatch, `local` the
+        positions in it that this process computes (all of them unless distributed), and the
+        forward pass runs through `net` (the module, or its DistributedDataParallel wrapper).
+        Random draws (training noise) should be made for the whole `batch` and indexed by
+        `local`, so that every rank sees the noise of a single-process fit.
     n_items : int
         Number of training items (trials).
     optimizer : torch.optim.Optimizer
@@ -201,9 +205,9 @@ def run_training(
             local = shard(batch, strata, rank, world)
             weight = len(local) / len(batch) * world
             if len(local) == 0:  # more ranks than trials in this batch: join with zero weight
-                local, weight = batch[:1], 0.0
+                local, weight = np.arange(1), 0.0
             optimizer.zero_grad(set_to_none=True)
-            loss = batch_loss(local, net)
+            loss = batch_loss(batch, local, net)
             (loss * weight).backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(parameters, grad_clip)

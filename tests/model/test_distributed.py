@@ -11,9 +11,10 @@ from nwb_jedi import JEDI
 from nwb_jedi.model.distributed import shard
 from tests.model.test_jedi import rotation_dataset
 
-# Noise-free training: each rank would otherwise draw its own noise for its share of a batch.
+# With training noise: every rank draws the noise of the whole global batch and uses its share,
+# so the data-parallel fit sees exactly the noise of a single-process fit.
 PARAMS = dict(hidden=16, embed_dim=3, rank=2, max_epochs=3, patience=100, batch_size=10,
-              noise_std=0.0, seed=5)
+              noise_std=0.1, seed=5)
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -43,7 +44,7 @@ def test_two_process_gloo_fit_equals_single_process(tmp_path):
 def test_shard_partitions_batch_stratified(world):
     batch = np.arange(12)
     strata = np.repeat([0, 1, 2], 4)
-    parts = [shard(batch, strata, r, world) for r in range(world)]
+    parts = [batch[shard(batch, strata, r, world)] for r in range(world)]
     assert sorted(np.concatenate(parts)) == list(batch)
     for part in parts:
         counts = np.bincount(strata[part], minlength=3)
