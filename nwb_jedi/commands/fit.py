@@ -19,8 +19,8 @@ from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
   nwb-jedi fit                                   # the embedded monkey reaching data
-  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze --plots figures \\
-      --asset sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb
+  nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze --plots figures
+                                                 # the preset picks the *_desc-train_* file
   nwb-jedi fit session.nwb --condition-by trial_type --align go_cue_time --window -0.2,0.5
   nwb-jedi fit session.nwb --preset mc_maze --checkpoint ckpt   # later: add --resume
   torchrun --nproc-per-node 4 -m nwb_jedi fit session.nwb --preset mc_maze
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     progress = progress_enabled(args.quiet)
     from nwb_jedi import datasets
     from nwb_jedi.data.conditions import ConditionMapper
-    from nwb_jedi.data.presets import preset
+    from nwb_jedi.data.presets import preset, preset_asset
     from nwb_jedi.io.read import read_session
     from nwb_jedi.io.write import write_results
     from nwb_jedi.model.distributed import init_from_env, is_main_process
@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> int:
         source = datasets.reaching_path()
         default = preset("yu2009")
         say("no SOURCE given: fitting the embedded monkey PMd reaching data (Yu et al. 2009)")
-    session = read_session(source, asset=args.asset, cache_dir=args.cache_dir)
+    asset = args.asset or preset_asset(args.preset, source)
+    if asset and not args.asset:
+        say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
+            f"--asset PATH)")
+    session = read_session(source, asset=asset, cache_dir=args.cache_dir)
     mapper = ConditionMapper(**mapper_kwargs(args, default), seed=args.seed,
                              verbose=not quiet)
     ds = mapper.build(session)

@@ -22,6 +22,7 @@ same datasets makes no blob requests. Only the blocks h5py asks for are fetched.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
@@ -379,9 +380,25 @@ def _is_nwb(path: str) -> bool:
     return path.lower().endswith(".nwb")
 
 
+def _is_pattern(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
 def _choose_asset(ds: Any, asset_path: str | None, where: str) -> Any:
     from dandi.exceptions import NotFoundError
 
+    if asset_path and _is_pattern(asset_path):
+        # A glob pattern (e.g. a preset's "*desc-train*") must name exactly one NWB asset.
+        nwb = [a for a in ds.get_assets(order="path") if _is_nwb(a.path)]
+        matches = [a for a in nwb if fnmatch.fnmatchcase(a.path, asset_path)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise SourceError(f"the asset pattern {asset_path!r} matches {len(matches)} NWB "
+                              f"assets in {where}; choose one with --asset PATH: "
+                              f"{_listing(matches)}")
+        raise SourceError(f"no NWB asset in {where} matches {asset_path!r}; its NWB assets "
+                          f"are: {_listing(nwb) or 'none'}")
     if asset_path:
         try:
             return ds.get_asset_by_path(asset_path)

@@ -186,6 +186,19 @@ def test_several_assets_none_named(dandi_api, tmp_path: Path) -> None:
             assert info.asset_path == REAL_PATH and "units" in h5
 
 
+def test_asset_glob_pattern_must_match_exactly_one(dandi_api, tmp_path: Path) -> None:
+    with open_source("DANDI:000100/draft", asset="sub-anm*/*.nwb", cache_dir=tmp_path) as (
+            _h5, info):
+        assert info.asset_path == REAL_PATH
+    with pytest.raises(SourceError, match="matches 2 NWB assets") as err:
+        with open_source("DANDI:000100/draft", asset="sub-*/*.nwb", cache_dir=tmp_path):
+            pass
+    assert REAL_PATH in str(err.value) and BIG_PATH in str(err.value)
+    with pytest.raises(SourceError, match="no NWB asset .* matches"):
+        with open_source("DANDI:000100/draft", asset="*desc-train*", cache_dir=tmp_path):
+            pass
+
+
 def test_not_found_messages(dandi_api, tmp_path: Path) -> None:
     cases = [("DANDI:000999/draft", None, "dandiset 000999 does not exist"),
              ("DANDI:000006/0.999999.9999", None, f"no version '0.999999.9999'.*{PINNED}"),
