@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nwb_jedi.data.conditions import ConditionMapper
 from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.data.presets import preset
 
 DATA_DIR = Path(__file__).parent / "data"
 REACHING_FILE = "yu2009_pmd_reaching.nwb"
@@ -41,11 +42,9 @@ def reaching_mapper(bin_size: float = 0.02, **kwargs) -> ConditionMapper:
 
     The 'ex1_delay' trials (7 reach targets x 30), conditions = ``reach_target``, aligned on
     ``target_on_time`` with the window 100..500 ms after target onset (the 400 ms the source
-    recorded), 20 ms bins. Keyword arguments override any setting.
+    recorded), 20 ms bins: the ``yu2009`` preset. Keyword arguments override any setting.
     """
-    settings = dict(by="reach_target", align="target_on_time", window=(0.1, 0.5),
-                    bin_size=bin_size, trial_filter={"subset": "ex1_delay"}, verbose=False)
-    settings.update(kwargs)
+    settings = {**preset("yu2009"), "bin_size": bin_size, "verbose": False, **kwargs}
     return ConditionMapper(**settings)
 
 

@@ -270,8 +270,11 @@ def _new_file(session_id: str, description: str):
                   session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc),
                   session_id=session_id, lab="synthetic", institution="nwb_jedi",
                   experimenter=["nwb_jedi.io.layouts"])
-    nwb.subject = Subject(subject_id="synthetic", species="Macaca mulatta", sex="M",
-                          description="simulated subject")
+    # NWB requires a species for DANDI; these layouts copy monkey reaching sets, so the species
+    # names the animal the layout comes from. No animal was recorded: the description says so.
+    nwb.subject = Subject(subject_id="synthetic", species="Macaca mulatta", sex="U",
+                          description="simulated data: no animal was recorded; the species is "
+                                      "that of the public dataset whose layout this file copies")
     return nwb
 
 
