@@ -97,6 +97,7 @@ def test_all_sections_and_report(tmp_path):
     assert list(results["memorypro_phases"]["phase"]) == ["stimulus", "delay", "response"]
     assert set(results["reaching_phases"]["phase"]) == {"early", "late"}
     report = validate.write_report(results, TINY, tmp_path, quick=True).read_text()
+    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 4  # 4 models x 1 seed
     for heading in ("## 1. Synthetic", "## 2. Monkey PMd reaching", "## 3. Phases"):
         assert heading in report
     for png in ("synthetic_embeddings.png", "reaching_psth_jedi.png",
@@ -109,6 +110,6 @@ def test_sweep_writes_tables(tmp_path):
     rows = validate.sweep_reaching(settings, [{}, {"rank": 2}])
     validate.append_sweep(rows, tmp_path / "sweep_reaching.csv")
     validate.append_sweep(rows.iloc[:1], tmp_path / "sweep_reaching.csv")  # replaces, no dup
-    assert len(pd.read_csv(tmp_path / "sweep_reaching.csv")) == 2
+    assert len(pd.read_csv(tmp_path / "sweep_reaching.csv")) == 3  # + the PSTH reference
     text = validate.write_sweep(tmp_path).read_text()
-    assert "| reaching | rank=2 |" in text
+    assert "| reaching | rank=2 |" in text and "PSTHBaseline (reference" in text
