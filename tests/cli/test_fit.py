@@ -106,8 +106,10 @@ def test_real_process_fit_progress_is_not_flooding_a_log(tmp_path):
 
 
 def test_real_process_user_error_has_no_traceback(tmp_path):
+    # In a directory of its own: a jedi_fit.nwb in the caller's directory must not matter.
     proc = subprocess.run([sys.executable, "-m", "nwb_jedi", "fit", str(tmp_path / "x.nwb"),
-                           "--preset", "mc_maze"], capture_output=True, text=True, timeout=60)
+                           "--preset", "mc_maze"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"nwb-jedi: error: no such file: {tmp_path / 'x.nwb'}; give a local .nwb path, a DANDI "
