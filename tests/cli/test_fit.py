@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from nwb_jedi.cli import COMMANDS, main
@@ -35,6 +36,23 @@ def test_fit_without_source_writes_the_nwb_file(tmp_path, capsys):
     model = load_model(out)
     assert model.n_epochs_ == 3 and len(model.conditions_) == 7
     assert load_dataset(out).n_units == 61
+
+
+def test_the_same_command_gives_the_same_model(tmp_path, capsys):
+    from nwb_jedi.io.write import load_model
+
+    states = []
+    for name in ("a.nwb", "b.nwb"):
+        rc, _, _ = run_cli(["fit", *TINY, "--out", str(tmp_path / name), "--quiet"], capsys)
+        assert rc == 0
+        states.append(load_model(tmp_path / name).get_state()[1])
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        assert np.array_equal(states[0][key], states[1][key]), key
+    rc, _, _ = run_cli(["fit", *TINY, "--seed", "1", "--out", str(tmp_path / "c.nwb"),
+                        "--quiet"], capsys)
+    other = load_model(tmp_path / "c.nwb").get_state()[1]
+    assert not np.array_equal(other["embeddings"], states[0]["embeddings"])
 
 
 def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, capsys):
