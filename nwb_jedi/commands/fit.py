@@ -40,15 +40,17 @@ def register(subparsers) -> None:
     add_source_options(parser)
     add_mapper_options(parser)
     model = parser.add_argument_group("model")
-    model.add_argument("--rank", type=int, default=4, help="rank of J (default 4)")
+    model.add_argument("--rank", type=int, default=6, help="rank of J (default 6)")
     model.add_argument("--embed-dim", type=int, default=8, help="embedding size (default 8)")
     model.add_argument("--hidden", type=int, default=128, help="hypernetwork width")
-    model.add_argument("--tau-ms", type=float, default=50.0, help="unit time constant (ms)")
+    model.add_argument("--tau-ms", type=float, default=100.0,
+                       help="unit time constant (ms, default 100)")
     model.add_argument("--observation", choices=["poisson", "gaussian"], default="poisson")
     model.add_argument("--trial-embeddings", action="store_true",
                        help="also learn a per-trial embedding offset")
     model.add_argument("--epochs", type=int, default=500, help="maximum epochs (default 500)")
-    model.add_argument("--patience", type=int, default=40, help="early-stopping patience")
+    model.add_argument("--patience", type=int, default=100,
+                       help="early-stopping patience (default 100)")
     model.add_argument("--device", default="auto", help="auto, cpu or cuda")
     model.add_argument("--seed", type=int, default=0, help="seed of split, init and noise")
     model.add_argument("--checkpoint", metavar="DIR",

@@ -19,8 +19,8 @@ import validate  # noqa: E402
 
 # Smaller still than --quick (which is meant to be run by hand): a few epochs everywhere.
 TINY = dataclasses.replace(validate.Settings.quick(), trials_per_condition=4,
-                           synthetic_epochs=3, reaching_epochs=3, infer_epochs=3,
-                           phase_epochs=3, fp_initial=4, fp_iters=20)
+                           max_epochs=3, synthetic_epochs=3, reaching_epochs=3,
+                           infer_epochs=3, fp_initial=4, fp_iters=20)
 
 
 @pytest.fixture(scope="module")
