@@ -145,7 +145,7 @@ class NeuronRNNEstimator(Estimator):
 
     @property
     def alpha_(self) -> float:
-        """Integration step α = Δ/τ actually used (capped at 1 for stability)."""
+        """Integration step α = Δ/τ (fit refuses τ below the bin width, so α ≤ 1)."""
         return min(1.0, self.bin_size_ / self.tau)
 
     @property
@@ -170,6 +170,8 @@ class NeuronRNNEstimator(Estimator):
                 raise UserError(f"{name} must be a positive number, got {value!r}")
         if self.noise_std < 0:
             raise UserError("noise_std must be >= 0")
+        if not isinstance(self.patience, int | np.integer) or self.patience < 1:
+            raise UserError(f"patience must be a positive integer, got {self.patience!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise UserError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
@@ -177,6 +179,14 @@ class NeuronRNNEstimator(Estimator):
         if self.rank is not None and self.rank > train.n_units:
             raise UserError(f"rank {self.rank} exceeds the number of neurons "
                             f"({train.n_units}); choose rank <= {train.n_units}")
+
+    def _check_tau(self, train: TrialDataset) -> None:
+        # α = Δ/τ > 1 would overshoot; capping it would silently fit another model than the
+        # one the stored tau describes, so refuse instead.
+        if self.tau < train.bin_size * (1 - 1e-9):
+            raise UserError(f"tau ({self.tau * 1e3:g} ms) must be at least the bin width "
+                            f"({train.bin_size * 1e3:g} ms); raise tau (--tau-ms) or use "
+                            f"smaller bins (--bin-ms)")
 
     def _resolve_device(self) -> torch.device:
         if self.device == "auto":

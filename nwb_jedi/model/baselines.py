@@ -112,6 +112,7 @@ class _RNNBaseline(NeuronRNNEstimator):
         self._check_common_params()
         self._check_train(train)
         self._check_rank(train)
+        self._check_tau(train)
         if val is not None and val.n_trials == 0:
             val = None
         device = self._resolve_device()

@@ -235,10 +235,9 @@ class JEDI(NeuronRNNEstimator):
         self
         """
         self._check_params()
-        if not isinstance(train, TrialDataset):
-            raise UserError(f"fit expects a TrialDataset, got {type(train).__name__}")
-        if train.n_trials == 0:
-            raise UserError("the training set has no trials; check the split")
+        self._check_train(train)
+        self._check_rank(train)
+        self._check_tau(train)
         if val is not None and val.n_trials == 0:
             val = None
         device = self._resolve_device()
@@ -248,9 +247,6 @@ class JEDI(NeuronRNNEstimator):
         self.conditions_ = present_conditions(train)
         self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
                                   else np.asarray([], dtype=np.int64))
-        if self.rank is not None and self.rank > train.n_units:
-            raise UserError(f"rank {self.rank} exceeds the number of neurons "
-                            f"({train.n_units}); choose rank <= {train.n_units}")
         self.module_ = self._build_module(len(self.conditions_), train.n_units,
                                           len(self.trial_offset_ids_))
         self._init_readout(train)
@@ -258,8 +254,12 @@ class JEDI(NeuronRNNEstimator):
 
         checkpoint = None
         if checkpoint_dir is not None:
+            # What defines the fit; not how long or where it runs, nor whether it shows
+            # progress, so a resumed fit may train longer or move to a GPU.
+            defining = {k: v for k, v in self.get_params().items()
+                        if k not in ("progress", "device", "max_epochs", "patience")}
             checkpoint = Checkpoint(checkpoint_dir, checkpoint_every, resume, fingerprint(
-                self.get_params(), train.counts, train.condition, train.trial_id.astype(str),
+                defining, train.counts, train.condition, train.trial_id.astype(str),
                 None if val is None else val.counts))
         start = time.perf_counter()
         self.history_ = self._optimize(train, val, train_network=True, checkpoint=checkpoint)
@@ -325,7 +325,8 @@ class JEDI(NeuronRNNEstimator):
                 return run_training(
                     batch_loss, train.n_trials, optimizer,
                     [p for g in groups for p in g["params"]], module,
-                    val_loss=val_loss, max_epochs=max_epochs or self.max_epochs,
+                    val_loss=val_loss,
+                    max_epochs=self.max_epochs if max_epochs is None else max_epochs,
                     patience=self.patience, batch_size=self.batch_size,
                     grad_clip=self.grad_clip, seed=self.seed, progress=self.progress,
                     description=description, strata=condition.cpu().numpy(),
@@ -423,6 +424,9 @@ class JEDI(NeuronRNNEstimator):
         self.check_compatible(ds)
         if ds.n_trials == 0:
             raise UserError("no trials to infer embeddings from")
+        if max_epochs is not None and (not isinstance(max_epochs, int | np.integer)
+                                       or max_epochs < 1):
+            raise UserError(f"max_epochs must be a positive integer, got {max_epochs!r}")
         new = JEDI(**self.get_params())
         new.trial_embeddings = per_trial
         new.bin_size_ = self.bin_size_

@@ -58,3 +58,15 @@ def test_resume_refuses_a_different_fit(tmp_path):
     with pytest.raises(UserError, match="different fit"):
         JEDI(**{**PARAMS, "max_epochs": 3, "rank": 3}).fit(ds.train, checkpoint_dir=tmp_path,
                                                            resume=True)
+
+
+def test_resume_may_train_longer_and_a_damaged_checkpoint_is_a_clear_error(tmp_path):
+    ds = rotation_dataset()
+    JEDI(**{**PARAMS, "max_epochs": 3}).fit(ds.train, checkpoint_dir=tmp_path,
+                                             checkpoint_every=1)
+    longer = JEDI(**{**PARAMS, "max_epochs": 5, "progress": True}).fit(
+        ds.train, checkpoint_dir=tmp_path, checkpoint_every=1, resume=True)
+    assert longer.resumed_from_epoch_ == 3 and longer.n_epochs_ == 5
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="damaged"):
+        JEDI(**PARAMS).fit(ds.train, checkpoint_dir=tmp_path, resume=True)

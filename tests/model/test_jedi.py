@@ -146,6 +146,8 @@ def test_infer_embeddings_for_unseen_condition(ds):
     unseen = ds.subset(ds.condition == 3)
     with pytest.raises(UserError, match="unknown to the model"):
         model.predict_rates(unseen)
+    with pytest.raises(UserError, match="max_epochs must be a positive integer"):
+        model.infer_embeddings(unseen.train, max_epochs=0)
     new = model.infer_embeddings(unseen.train, max_epochs=40)
     assert new.embeddings_.shape == (1, 3)
     assert list(new.conditions_["label"]) == ["cond3"]
@@ -187,6 +189,8 @@ def test_full_rank_ablation(ds):
     (dict(batch_size=0), "batch_size"),
     (dict(device="tpu"), "device"),
     (dict(rank=50), "exceeds the number of neurons"),
+    (dict(tau=0.005), "tau .5 ms. must be at least the bin width .20 ms."),
+    (dict(patience=0), "patience"),
 ])
 def test_bad_hyperparameters(ds, params, message):
     with pytest.raises(UserError, match=message):
