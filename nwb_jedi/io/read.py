@@ -67,10 +67,8 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
             return _read_open_file(h5, info.as_dict(), where, behavior)
         except SourceError:
             raise
-        except (OSError, KeyError, RuntimeError) as err:
-            # h5py raises these when a dataset's bytes are missing or corrupt (truncated file).
-            raise SourceError(f"{where} could not be read ({err}); the file is truncated or "
-                              f"damaged, download it again") from None
+        except Exception as err:
+            raise _unreadable(where, err) from None
 
 
 def describe_source(source: str | os.PathLike, asset: str | None = None,
@@ -101,9 +99,20 @@ def describe_source(source: str | os.PathLike, asset: str | None = None,
                     "n_spikes": n_spikes, "trials": trials, "behavior": behavior}
         except SourceError:
             raise
-        except (OSError, KeyError, RuntimeError) as err:
-            raise SourceError(f"{where} could not be read ({err}); the file is truncated or "
-                              f"damaged, download it again") from None
+        except Exception as err:
+            raise _unreadable(where, err) from None
+
+
+def _unreadable(where: str, err: Exception) -> SourceError:
+    """One sentence for a file that h5py opened but whose content is not readable NWB."""
+    if isinstance(err, OSError | KeyError | RuntimeError):
+        # h5py raises these when a dataset's bytes are missing or corrupt (truncated file).
+        return SourceError(f"{where} could not be read ({err}); the file is truncated or "
+                           f"damaged, download it again")
+    # Anything else: a table or column laid out other than NWB specifies (e.g. a ragged column
+    # without its _index). Name it rather than show a traceback.
+    return SourceError(f"{where} is not laid out as NWB expects ({type(err).__name__}: {err}); "
+                       f"check the file with nwbinspector or pynwb")
 
 
 # ---------------------------------------------------------------------------------- reading

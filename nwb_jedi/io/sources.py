@@ -730,6 +730,7 @@ def open_source(source: str | os.PathLike, asset: str | None = None,
     try:
         h5 = h5py.File(reader, "r")
     except Exception as err:
+        reader.close()
         if reader.failure is not None:
             raise _read_failure(resolved.label, reader.failure, cache) from err
         raise SourceError(f"{resolved.label} is not a readable HDF5/NWB file ({err}); check "

@@ -185,3 +185,20 @@ def test_unusual_columns_do_not_break_reading(tmp_path):
     assert s.n_trials == 4
     first = s.trials["timeseries"].iloc[0]
     assert first[0][-1] == "lever"  # the reference became the series' name
+
+
+def test_a_table_laid_out_against_nwb_is_one_clear_error(tmp_path):
+    import shutil
+
+    import h5py
+
+    from nwb_jedi import datasets
+    from nwb_jedi.errors import SourceError
+    from nwb_jedi.io.read import read_session
+
+    broken = tmp_path / "broken.nwb"
+    shutil.copyfile(datasets.reaching_path(), broken)
+    with h5py.File(broken, "a") as f:
+        del f["units/spike_times_index"]  # a ragged column without its index
+    with pytest.raises(SourceError, match="is not laid out as NWB expects"):
+        read_session(broken)
