@@ -7,20 +7,17 @@ the same shape; ``bin_size`` in seconds.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln
 
+from nwb_jedi.data.binning import gaussian_smooth
 from nwb_jedi.data.dataset import condition_means
 
 DEFAULT_SMOOTH_SD = 0.04  # s; a common choice for rate R² on reaching data (NLB uses 50 ms)
 
 
 def smooth(values: np.ndarray, sd_bins: float, axis: int = 1) -> np.ndarray:
-    """Gaussian smoothing along `axis` (time), edges handled by reflection."""
-    if sd_bins <= 0:
-        return np.asarray(values, dtype=np.float64)
-    return gaussian_filter1d(np.asarray(values, dtype=np.float64), sd_bins, axis=axis,
-                             mode="nearest")
+    """Gaussian smoothing along `axis` (time); see `nwb_jedi.data.binning.gaussian_smooth`."""
+    return gaussian_smooth(values, sd_bins, axis)
 
 
 def poisson_log_likelihood(expected: np.ndarray, counts: np.ndarray) -> np.ndarray:

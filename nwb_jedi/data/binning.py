@@ -128,20 +128,26 @@ def bin_index(t: np.ndarray, t0: float | np.ndarray, bin_size: float,
     return _guarded_bin(t, t0, bin_size, tolerance)
 
 
-def smooth_counts(counts: np.ndarray, sd: float, bin_size: float) -> np.ndarray:
-    """Gaussian smoothing along the time axis (axis 1) of (K, T, N) counts.
+def gaussian_smooth(values: np.ndarray, sd_bins: float, axis: int = 1) -> np.ndarray:
+    """Gaussian smoothing along `axis` (time) with a kernel of `sd_bins` bins, in float64.
 
-    `sd` is the kernel standard deviation in seconds. Each trial is smoothed on its own
-    window; the edges are handled by reflection (scipy ``mode="reflect"``), so the sum over a
-    trial is preserved. Returns float32.
+    The one smoother of the package (mapper rate views, Gaussian-observation targets, PSTHs,
+    metrics). Each trial is smoothed on its own window; beyond the window's edges the nearest
+    value is repeated (scipy ``mode="nearest"``), so an edge is not pulled toward zero.
     """
     from scipy.ndimage import gaussian_filter1d
 
+    values = np.asarray(values, dtype=np.float64)
+    if sd_bins is None or sd_bins <= 0:
+        return values
+    return gaussian_filter1d(values, sd_bins, axis=axis, mode="nearest")
+
+
+def smooth_counts(counts: np.ndarray, sd: float, bin_size: float) -> np.ndarray:
+    """`gaussian_smooth` of (K, T, N) counts along time with a kernel sd in seconds; float32."""
     if sd is None or sd <= 0:
         return np.asarray(counts, dtype=np.float32)
-    sigma = sd / bin_size
-    return gaussian_filter1d(np.asarray(counts, dtype=np.float32), sigma=sigma, axis=1,
-                             mode="reflect").astype(np.float32)
+    return gaussian_smooth(counts, sd / bin_size).astype(np.float32)
 
 
 def resample_behavior(timestamps: np.ndarray, data: np.ndarray, window_starts: np.ndarray,

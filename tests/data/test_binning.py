@@ -164,10 +164,17 @@ def test_windows_within_and_merge():
     assert not windows_within(np.array([7.6]), np.array([8.1]), intervals)[0]
 
 
-def test_smoothing_preserves_trial_sums():
+def test_smoothing_keeps_levels_and_interior_mass():
     rng = np.random.default_rng(2)
     counts = rng.poisson(2, size=(3, 50, 4)).astype(np.float32)
     smoothed = smooth_counts(counts, 0.02, 0.005)
-    np.testing.assert_allclose(smoothed.sum(axis=1), counts.sum(axis=1), rtol=1e-5)
     assert smoothed.std() < counts.std()
     np.testing.assert_array_equal(smooth_counts(counts, None, 0.005), counts)
+    # A constant rate stays constant up to the edges (no pull toward zero there)...
+    np.testing.assert_allclose(smooth_counts(np.full((1, 50, 2), 3.0), 0.02, 0.005), 3.0,
+                               rtol=1e-6)
+    # ...and a spike far from the edges keeps its mass, spread over neighbouring bins.
+    impulse = np.zeros((1, 50, 1))
+    impulse[0, 25, 0] = 1.0
+    spread = smooth_counts(impulse, 0.02, 0.005)
+    assert spread.sum() == pytest.approx(1.0, rel=1e-5) and spread.max() < 0.2

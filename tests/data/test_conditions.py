@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nwb_jedi.data.binning import gaussian_smooth
 from nwb_jedi.data.conditions import ConditionMapper
 from nwb_jedi.data.session import BehaviorSeries, Session
 from nwb_jedi.errors import UserError
@@ -153,8 +154,10 @@ def test_smoothing_option():
                           verbose=False).build(session)
     smooth = ConditionMapper(by="target", align="go_time", window=(-0.1, 0.1), bin_size=0.01,
                              smooth_sd=0.02, verbose=False).build(session)
-    np.testing.assert_allclose(smooth.counts.sum(axis=1), raw.counts.sum(axis=1), rtol=1e-5)
+    # The package's one smoother, with the kernel sd converted to bins.
+    np.testing.assert_allclose(smooth.counts, gaussian_smooth(raw.counts, 2.0), rtol=1e-5)
     assert smooth.counts[:, 9, 0].min() > 0
+    assert not np.allclose(smooth.counts, raw.counts)
 
 
 @pytest.mark.parametrize("kwargs,match", [
