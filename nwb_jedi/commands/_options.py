@@ -101,6 +101,8 @@ def mapper_kwargs(args: argparse.Namespace, default: dict[str, Any] | None = Non
     if args.trial_filter:
         kwargs["trial_filter"] = args.trial_filter
     if args.min_rate is not None:
+        if args.min_rate < 0:
+            raise UserError(f"--min-rate must be >= 0 Hz, got {args.min_rate:g}")
         kwargs["min_rate_hz"] = args.min_rate
     if args.exclude_heldout:
         kwargs["exclude_heldout"] = True

@@ -82,6 +82,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
     if args.plots and os.path.exists(args.plots) and not os.path.isdir(args.plots):
         raise UserError(f"--plots {args.plots} is a file; give a directory for the figures")
+    # Checks that cost nothing come before reading data or fitting.
+    if os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} is a directory; give a file name such as "
+                        f"{os.path.join(args.out, 'jedi_fit.nwb')}")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"the directory of --out ({out_dir}) does not exist; create it first")
+    for name, value in (("--epochs", args.epochs), ("--patience", args.patience),
+                        ("--checkpoint-every", args.checkpoint_every)):
+        if value < 1:
+            raise UserError(f"{name} must be a positive integer, got {value}")
+    JEDI(device=args.device)._resolve_device()  # an unusable --device fails here, not later
     # Under torchrun every rank runs this command; rank 0 alone writes files and prints.
     init_from_env("cuda" if args.device.startswith("cuda") else "cpu")
     main = is_main_process()

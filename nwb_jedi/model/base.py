@@ -172,8 +172,6 @@ class NeuronRNNEstimator(Estimator):
             raise UserError("noise_std must be >= 0")
         if not isinstance(self.patience, int | np.integer) or self.patience < 1:
             raise UserError(f"patience must be a positive integer, got {self.patience!r}")
-        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise UserError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
     def _check_rank(self, train: TrialDataset) -> None:
         if self.rank is not None and self.rank > train.n_units:
@@ -189,6 +187,8 @@ class NeuronRNNEstimator(Estimator):
                             f"smaller bins (--bin-ms)")
 
     def _resolve_device(self) -> torch.device:
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise UserError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():

@@ -92,11 +92,16 @@ def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, caps
     (["--device", "tpu"], "device must be 'auto', 'cpu' or 'cuda'"),
     (["--epochs", "many"], "argument --epochs: invalid int value: 'many'"),
     (["--plots", "{existing}"], "is a file; give a directory"),
+    (["--min-rate", "-3"], "--min-rate must be >= 0 Hz"),
+    (["--patience", "0"], "--patience must be a positive integer"),
+    (["--out", "{tmp}"], "is a directory; give a file name"),
+    (["--out", "/no/such/dir/fit.nwb"], "the directory of --out (/no/such/dir) does not exist"),
+    (["--tau-ms", "5"], "tau (5 ms) must be at least the bin width (20 ms)"),
 ])
 def test_user_errors_print_one_line_and_exit_2(args, message, mc_maze_nwb, tmp_path, capsys):
     existing = tmp_path / "existing.nwb"
     existing.write_bytes(b"keep me")
-    args = [a.format(maze=mc_maze_nwb, existing=existing) for a in args]
+    args = [a.format(maze=mc_maze_nwb, existing=existing, tmp=tmp_path) for a in args]
     out_args = [] if "--out" in args else ["--out", str(tmp_path / "new.nwb")]
     rc, _, err = run_cli(["fit", *args, *out_args, "--quiet", "--epochs", "1"], capsys)
     assert rc == 2
