@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
                         f"another --out")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     model = load_model(args.file, args.module_name)
-    stored = read_summary(args.file, args.module_name).get("dataset_metadata", {}).get(
-        "mapper") or {}
+    summary = read_summary(args.file, args.module_name)
+    stored = summary.get("dataset_metadata", {}).get("mapper") or {}
     default = {k: stored[k] for k in _MAPPER_KEYS if stored.get(k) is not None}
     if "window" in default:
         default["window"] = tuple(default["window"])
@@ -79,12 +79,34 @@ def run(args: argparse.Namespace) -> int:
                                     max_epochs=args.epochs)
     path = write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite)
     held = "test" if np.any(ds.split == "test") else "val"
-    if np.any(ds.split == held):
-        scores = fitted.score(ds.subset(ds.split == held))
+    scored = ds.split == held
+    seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds)
+    if (scored & seen).any():
+        # The same session as the model's fit: trials the network was trained on would
+        # flatter the score, so they are left out of it (their embeddings still count).
+        say(f"same session as the model's fit: {int(np.sum(scored & seen))} of the "
+            f"{int(scored.sum())} {held} trials were used to train the network and are not "
+            f"scored")
+        scored &= ~seen
+    if scored.any():
+        scores = fitted.score(ds.subset(scored))
         say(f"held-out ({held}) trials: bits/spike {scores['bits_per_spike']:.3f}, "
             f"PSTH R² {scores['psth_r2']:.3f}")
     print(path)
     return 0
+
+
+def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarray:
+    """Mask of the trials of `ds` that trained (or early-stopped) the model's network: only
+    possible when `ds` comes from the session the model was fitted on."""
+    from nwb_jedi.io.write import load_dataset
+
+    fitted_session = (summary.get("session") or {}).get("session_id")
+    if not fitted_session or fitted_session != session.metadata.get("session_id"):
+        return np.zeros(ds.n_trials, dtype=bool)
+    fitted = load_dataset(path, module_name)
+    used = {str(t) for t in fitted.trial_id[fitted.split != "test"]}
+    return np.array([str(t) in used for t in ds.trial_id], dtype=bool)
 
 
 def check_units(model_units: np.ndarray, data_units: np.ndarray, source: str) -> None:

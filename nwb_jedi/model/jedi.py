@@ -503,7 +503,7 @@ class JEDI(NeuronRNNEstimator):
             model.device = "cpu"
             model._check_params()
             model.bin_size_ = float(config["bin_size"])
-            model.n_bins_ = int(config["n_bins"])
+            model.n_bins_ = int(config.get("n_bins") or 0) or None  # absent before 0.1.0 final
             model.unit_id_ = np.asarray(config["unit_id"])
             model.conditions_ = _table_from_json(config["conditions"])
             model.trial_offset_ids_ = np.asarray(config.get("trial_offset_ids", []))

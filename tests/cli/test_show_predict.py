@@ -131,3 +131,22 @@ def test_predict_needs_mapper_settings_when_the_file_has_none(tmp_path, same_uni
     assert main(["predict", path, str(same_units_file), "--out", str(tmp_path / "o.nwb"),
                  "--quiet"]) == 2
     assert "--condition-by" in _error_line(capsys)
+
+
+def test_predict_on_the_fitted_session_never_scores_trials_the_network_saw(
+        model_file, mc_maze_nwb, tmp_path, capsys):
+    from nwb_jedi.commands.predict import _trials_the_network_saw
+    from nwb_jedi.io.write import read_summary
+
+    session = read_session(mc_maze_nwb, behavior=False)
+    # Another split seed over the same trials: some of its test trials trained the network.
+    ds = ConditionMapper(**MAPPER, seed=3).build(session)
+    seen = _trials_the_network_saw(model_file, None, read_summary(model_file), session, ds)
+    fitted = load_dataset(model_file)
+    used = set(fitted.trial_id[fitted.split != "test"].tolist())
+    assert seen.tolist() == [t in used for t in ds.trial_id.tolist()]
+    assert np.any(seen & (ds.split == "test"))
+    other = read_session(mc_maze_nwb.parent / mc_maze_nwb.name, behavior=False)
+    other.metadata["session_id"] = "another-session"
+    assert not _trials_the_network_saw(model_file, None, read_summary(model_file), other,
+                                       ds).any()
