@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,10 +322,19 @@ def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int 
     return teacher
 
 
+def _code_fingerprint() -> bytes:
+    """The source of the code that trains teachers: editing it invalidates cached teachers
+    even when nobody remembers to bump TEACHER_VERSION."""
+    from nwb_jedi.synthetic import tasks
+
+    return b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], tasks))
+
+
 def teacher_cache_path(config: dict, cache_dir: str | os.PathLike | None = None) -> Path:
     """Cache file of a teacher config: tasks, size, seed and version in the name, plus a hash
     of every other setting so a changed setting never reuses a stale teacher."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()
+                            + _code_fingerprint()).hexdigest()[:10]
     name = (f"teacher_{'+'.join(config['tasks'])}_n{config['n_units']}_s{config['seed']}"
             f"_v{config['version']}_{digest}.npz")
     return teacher_cache_dir(cache_dir) / name
