@@ -53,13 +53,7 @@ def model_step(model, condition: int | str) -> StepFn:
 
     def step(x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float64)
-        batch = x.shape[0]
-        expanded = RNNWeights(
-            b=weights.b.expand(batch, -1), x0=weights.x0.expand(batch, -1),
-            M=None if weights.M is None else weights.M.expand(batch, -1, -1),
-            U=None if weights.U is None else weights.U.expand(batch, -1, -1),
-            J=None if weights.J is None else weights.J.expand(batch, -1, -1))
-        return rnn_step(expanded, x, alpha)
+        return rnn_step(weights.expand(x.shape[0]), x, alpha)
 
     return step
 

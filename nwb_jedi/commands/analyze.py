@@ -131,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
     written = [name for name in FIGURES if os.path.exists(os.path.join(out, name))]
     lines.append(f"figures in {os.path.abspath(out)}: {', '.join(written)}")
     summary = "\n".join(lines)
-    with open(os.path.join(out, "summary.txt"), "w", encoding="utf-8") as fh:
+    path = os.path.join(out, "summary.txt")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(summary + "\n")
+    os.replace(tmp, path)  # never a half-written summary
     print(summary)
     return 0

@@ -42,6 +42,14 @@ class RNNWeights:
         overlap = (u_rows * rates.unsqueeze(1)).sum(-1) / self.n_units  # (B, R)
         return (m_rows * overlap.unsqueeze(-1)).sum(1)  # (B, N)
 
+    def expand(self, batch: int) -> RNNWeights:
+        """The weights of a single network (leading size 1) repeated for `batch` states."""
+        def grow(t):
+            return None if t is None else t.expand(batch, *t.shape[1:])
+
+        return RNNWeights(b=grow(self.b), x0=grow(self.x0), M=grow(self.M), U=grow(self.U),
+                          J=grow(self.J))
+
     def dense_J(self) -> torch.Tensor:
         """The full (B, N, N) connectivity."""
         if self.J is not None:

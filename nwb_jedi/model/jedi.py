@@ -376,13 +376,7 @@ class JEDI(NeuronRNNEstimator):
         def step(x: torch.Tensor) -> torch.Tensor:
             shape = x.shape
             flat = x.reshape(-1, shape[-1]).to(w.b.dtype)
-            batch = flat.shape[0]
-            expanded = RNNWeights(
-                b=w.b.expand(batch, -1), x0=w.x0.expand(batch, -1),
-                M=None if w.M is None else w.M.expand(batch, -1, -1),
-                U=None if w.U is None else w.U.expand(batch, -1, -1),
-                J=None if w.J is None else w.J.expand(batch, -1, -1))
-            return rnn_step(expanded, flat, alpha).reshape(shape)
+            return rnn_step(w.expand(flat.shape[0]), flat, alpha).reshape(shape)
 
         return step
 
