@@ -69,9 +69,10 @@ class _RNNBaseline(NeuronRNNEstimator):
 
     _description = "RNN baseline"
 
-    def __init__(self, rank: int | None = 4, tau: float = 0.05, observation: str = "poisson",
-                 noise_std: float = 0.05, lr: float = 1e-2, weight_decay: float = 0.0,
-                 max_epochs: int = 500, patience: int = 40, batch_size: int = 64,
+    # Defaults are JEDI's, so a baseline is by default the same family with the same budget.
+    def __init__(self, rank: int | None = 6, tau: float = 0.1, observation: str = "poisson",
+                 noise_std: float = 0.02, lr: float = 1e-2, weight_decay: float = 0.0,
+                 max_epochs: int = 500, patience: int = 100, batch_size: int = 64,
                  grad_clip: float = 1.0, smooth_sd: float = 0.04, device: str = "auto",
                  seed: int = 0, progress: bool = False):
         self.rank = rank

@@ -36,8 +36,9 @@ def ds():
 
 @pytest.fixture(scope="module")
 def per_condition(ds):
-    return PerConditionRNN(rank=3, max_epochs=100, patience=100, batch_size=8,
-                           device="cpu").fit(ds.train, ds.val)
+    # The settings this fixture was written with (the defaults before they became JEDI's).
+    return PerConditionRNN(rank=3, tau=0.05, noise_std=0.05, max_epochs=100, patience=100,
+                           batch_size=8, device="cpu").fit(ds.train, ds.val)
 
 
 def test_psth_baseline_equals_the_smoothed_training_average(ds):
@@ -69,7 +70,8 @@ def test_psth_baseline_refuses_unknown_conditions_and_other_lengths(ds):
 
 
 def test_per_condition_rnn_beats_the_mean_rate_null_and_the_shared_rnn(ds, per_condition):
-    shared = SharedRNN(rank=3, max_epochs=40, batch_size=8, device="cpu").fit(ds.train, ds.val)
+    shared = SharedRNN(rank=3, tau=0.05, noise_std=0.05, max_epochs=40, patience=40,
+                       batch_size=8, device="cpu").fit(ds.train, ds.val)
     own = per_condition.score(ds.test)
     common = shared.score(ds.test)
     assert own["bits_per_spike"] > 0.1
@@ -133,3 +135,14 @@ def test_baselines_are_reproducible_and_validate_input(ds):
     with pytest.raises(UserError, match="neurons"):
         a.predict_rates(other_units)
     assert "rank=2" in repr(a.set_params(rank=2))
+
+
+def test_rnn_baselines_default_to_jedis_family_and_budget():
+    from nwb_jedi import JEDI
+
+    jedi = JEDI().get_params()
+    for cls in (PerConditionRNN, SharedRNN):
+        params = cls().get_params()
+        shared = set(params) & set(jedi)
+        assert {"rank", "tau", "noise_std", "lr", "max_epochs", "patience", "batch_size"} <= shared
+        assert {k: params[k] for k in shared} == {k: jedi[k] for k in shared}
