@@ -70,6 +70,9 @@ def add_mapper_options(parser: argparse.ArgumentParser) -> None:
                             "(e.g. trial_type,trial_version)")
     group.add_argument("--align", metavar="EVENT",
                        help="trials-table column with the alignment event (e.g. move_onset_time)")
+    group.add_argument("--align-reference", metavar="COL",
+                       help="trials-table column added to the event times, for files whose "
+                            "event times are relative to the trial start (e.g. start_time)")
     group.add_argument("--window", metavar="START,STOP",
                        help="window around the event in seconds (e.g. -0.25,0.45)")
     group.add_argument("--bin-ms", type=float, metavar="B", help="bin width in milliseconds")
@@ -92,6 +95,8 @@ def mapper_kwargs(args: argparse.Namespace, default: dict[str, Any] | None = Non
         kwargs["by"] = cols[0] if len(cols) == 1 else cols
     if args.align:
         kwargs["align"] = args.align
+    if getattr(args, "align_reference", None):
+        kwargs["align_reference"] = args.align_reference
     if args.window:
         kwargs["window"] = parse_window(args.window)
     if args.bin_ms is not None:

@@ -214,7 +214,7 @@ class ConditionMapper:
             if np.nanmedian(align[keep]) < np.nanmin(start):
                 hint = (f"the {_describe(self.align)} values lie before every trial's "
                         f"start_time, so if they are relative to the trial start pass "
-                        f"align_reference='start_time'")
+                        f"align_reference='start_time' (--align-reference start_time)")
         drop(inside, "window outside the recording", hint)
         if session.obs_intervals is not None:
             ok = np.ones(len(trials), dtype=bool)

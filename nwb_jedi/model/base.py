@@ -176,7 +176,7 @@ class NeuronRNNEstimator(Estimator):
     def _check_rank(self, train: TrialDataset) -> None:
         if self.rank is not None and self.rank > train.n_units:
             raise UserError(f"rank {self.rank} exceeds the number of neurons "
-                            f"({train.n_units}); choose rank <= {train.n_units}")
+                            f"({train.n_units}); choose rank <= {train.n_units} (--rank)")
 
     def _check_tau(self, train: TrialDataset) -> None:
         # α = Δ/τ > 1 would overshoot; capping it would silently fit another model than the

@@ -55,6 +55,22 @@ def test_the_same_command_gives_the_same_model(tmp_path, capsys):
     assert not np.array_equal(other["embeddings"], states[0]["embeddings"])
 
 
+def test_fit_real_dandi_000006_with_event_times_relative_to_trial_start(tmp_path, capsys):
+    """The real DANDI:000006 file stores cue times relative to each trial's start: the error
+    says which flag fixes it, and with that flag the fit works."""
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[1] / "data" / "sub-anm369963_ses-20170228.nwb"
+    base = ["fit", str(real), "--condition-by", "type", "--align", "cue_start_time",
+            "--window=-0.5,1", "--rank", "1", *TINY, "--quiet"]
+    rc, _, err = run_cli([*base, "--out", str(tmp_path / "a.nwb")], capsys)
+    assert rc == 2 and "--align-reference start_time" in err
+    rc, stdout, err = run_cli([*base, "--align-reference", "start_time", "--out",
+                               str(tmp_path / "b.nwb")], capsys)
+    assert rc == 0, err
+    assert "2 conditions, 1 neurons" in stdout and "lick left, lick right" in stdout
+
+
 def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, capsys):
     from nwb_jedi.io.write import load_dataset
 
