@@ -99,3 +99,16 @@ def test_quick_start_commands_run_as_written(mc_maze_dandi, tmp_path, monkeypatc
     assert (tmp_path / "figures" / "embeddings.png").exists()
     assert (tmp_path / "mc_maze_jedi.nwb").exists() and (tmp_path / "synthetic_jedi.nwb").exists()
     assert sum(mc_maze_dandi.bytes_served.values()) > 0  # the DANDI commands really streamed
+
+
+def test_python_quick_start_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's first Python block, executed as it is (it writes into the working dir)."""
+    text = README.read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {}
+    exec(compile(code, str(README) + ":python", "exec"), namespace)  # noqa: S102
+    assert (tmp_path / "reach_jedi.nwb").exists() and (tmp_path / "embeddings.png").exists()
+    assert "bits_per_spike" in capsys.readouterr().out
+    assert namespace["model"].n_units_ == 61
