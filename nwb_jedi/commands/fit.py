@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if asset and not args.asset:
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
-    session = read_session(source, asset=asset, cache_dir=args.cache_dir)
+    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress)
     mapper = ConditionMapper(**mapper_kwargs(args, default), seed=args.seed,
                              verbose=not quiet)
     ds = mapper.build(session)

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         default["by"] = tuple(default["by"])  # (column, bins) was stored as a list
     default.setdefault("bin_size", model.bin_size_)
     kwargs = mapper_kwargs(args, default)
-    session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir)
+    session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir,
+                           progress=not args.quiet)
     ds = ConditionMapper(**kwargs, verbose=not args.quiet).build(session)
     check_units(model.unit_id_, ds.unit_id, args.source)
     model.progress = not args.quiet

@@ -36,7 +36,7 @@ _NOT_BEHAVIOR_MODULES = {"ecephys", "ophys", "icephys"}
 # ---------------------------------------------------------------------------------- public API
 def read_session(source: str | os.PathLike, asset: str | None = None,
                  cache_dir: str | os.PathLike | None = None,
-                 behavior: bool | list[str] = True) -> Session:
+                 behavior: bool | list[str] = True, progress: bool = False) -> Session:
     """Read units, trials and behavior of an NWB file into a `Session`.
 
     Parameters
@@ -50,6 +50,8 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
     behavior : bool or list of str
         Read every behavioral series under ``processing`` (True), none (False), or only those
         with these names.
+    progress : bool
+        Show the bytes streamed from DANDI as a progress bar (stderr).
 
     Returns
     -------
@@ -61,7 +63,7 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
     SourceError
         The source is not an NWB file, is truncated or damaged, or has no units table.
     """
-    with open_source(source, asset, cache_dir) as (h5, info):
+    with open_source(source, asset, cache_dir, progress=progress) as (h5, info):
         where = info.path or info.url or str(source)
         try:
             return _read_open_file(h5, info.as_dict(), where, behavior)
@@ -72,14 +74,15 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
 
 
 def describe_source(source: str | os.PathLike, asset: str | None = None,
-                    cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                    cache_dir: str | os.PathLike | None = None,
+                    progress: bool = False) -> dict[str, Any]:
     """A cheap summary of an NWB file for ``nwb-jedi info``: reads no spike times or behavior.
 
     Returns a dict with ``metadata``, ``source``, ``units`` (DataFrame of unit metadata),
     ``n_spikes``, ``trials`` (DataFrame, or None when the file has no trials table) and
     ``behavior`` (list of dicts: name, path, shape, unit, rate).
     """
-    with open_source(source, asset, cache_dir) as (h5, info):
+    with open_source(source, asset, cache_dir, progress=progress) as (h5, info):
         where = info.path or info.url or str(source)
         try:
             _check_nwb(h5, where)

@@ -578,6 +578,8 @@ class AssetBlockCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        # Called with the size of every block fetched over the network (a progress bar).
+        self.on_download: Any = None
         self.bytes_written = 0
 
     @classmethod
@@ -609,6 +611,8 @@ class AssetBlockCache:
     def set(self, key: str, value: bytes) -> None:
         _atomic_write(self._block_file(key), value)
         self.bytes_written += len(value)
+        if self.on_download is not None:
+            self.on_download(len(value))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -625,6 +629,7 @@ class _RemoteReader:
         self._remote = remote
         self._size = size
         self.failure: BaseException | None = None
+        self.on_close: Any = None
 
     def read(self, size: int = -1) -> bytes:
         pos = self._remote.tell()
@@ -656,6 +661,8 @@ class _RemoteReader:
 
     def close(self) -> None:
         self._remote.close()
+        if self.on_close is not None:
+            self.on_close()
 
 
 def _open_remote(resolved: ResolvedAsset, cache_root: Path) -> tuple[_RemoteReader,
@@ -696,7 +703,8 @@ def _read_failure(label: str, failure: BaseException, cache: AssetBlockCache) ->
 @contextlib.contextmanager
 def open_source(source: str | os.PathLike, asset: str | None = None,
                 cache_dir: str | os.PathLike | None = None, *,
-                retry: RetryPolicy | None = None) -> Iterator[tuple[h5py.File, SourceInfo]]:
+                retry: RetryPolicy | None = None,
+                progress: bool = False) -> Iterator[tuple[h5py.File, SourceInfo]]:
     """Open SOURCE read-only and yield ``(h5py.File, SourceInfo)``; closes everything on exit.
 
     Parameters
@@ -709,6 +717,8 @@ def open_source(source: str | os.PathLike, asset: str | None = None,
         Root of the persistent block cache for DANDI assets (default `default_cache_dir`).
     retry
         Retry policy for DANDI API requests (default `RetryPolicy.from_env`).
+    progress
+        Show a progress bar (tqdm, stderr) of the bytes streamed from DANDI.
 
     Raises
     ------
@@ -727,6 +737,13 @@ def open_source(source: str | os.PathLike, asset: str | None = None,
     resolved = resolve_dandi(parsed, asset, retry=retry)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     reader, cache = _open_remote(resolved, root)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"streaming {resolved.asset_path}", unit="B", unit_scale=True,
+                   unit_divisor=1024, leave=False, dynamic_ncols=True)
+        cache.on_download = bar.update
+        reader.on_close = bar.close
     try:
         h5 = h5py.File(reader, "r")
     except Exception as err:

@@ -318,3 +318,14 @@ def test_units_and_trials_transfer_a_small_fraction(dandi_api, big_nwb: Path,
           f"h5py {fraction_h5py:.2%}, pynwb {fraction_pynwb:.2%}")
     assert fraction_h5py < 0.10
     assert fraction_pynwb < 0.10
+
+
+def test_streaming_shows_a_progress_bar_of_bytes(dandi_api, tmp_path: Path, capsys) -> None:
+    with open_source(f"DANDI:000006/{PINNED}", cache_dir=tmp_path, progress=True) as (h5, _):
+        h5["units/spike_times"][:]
+    err = capsys.readouterr().err
+    assert f"streaming {REAL_PATH}" in err and "B" in err
+    # Quiet by default.
+    with open_source(f"DANDI:000006/{PINNED}", cache_dir=tmp_path / "other") as (h5, _):
+        h5["units/spike_times"][:]
+    assert "streaming" not in capsys.readouterr().err
