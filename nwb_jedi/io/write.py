@@ -576,6 +576,7 @@ def _subject(meta) -> Any:
 
 
 def _copy_units(nwbfile, ds: TrialDataset, session: Session) -> None:
+    from hdmf.common import VectorData
     from pynwb.misc import Units
 
     lookup = {str(u): i for i, u in enumerate(session.unit_ids)}
@@ -585,21 +586,36 @@ def _copy_units(nwbfile, ds: TrialDataset, session: Session) -> None:
                         f"source session; pass the session the dataset was built from")
     rows = [lookup[str(u)] for u in ds.unit_id]
     resolution = session.time_resolution
-    units = Units(name="units", description="The units modelled by JEDI, copied from the "
-                                            "source session (ids and spike times).",
-                  resolution=float(resolution) if resolution else None)
+    # Whole columns as flat arrays with their index: adding unit by unit makes hdmf check
+    # every spike time on its own (15 s for 2.6 M spikes; this takes well under a second).
+    spikes = [np.asarray(session.spike_times[row], dtype=np.float64) for row in rows]
+    columns = _ragged("spike_times", "Spike times of the unit (s), copied from the source.",
+                      spikes)
+    if session.obs_intervals is not None:
+        intervals = [np.asarray(session.obs_intervals[row], dtype=np.float64).reshape(-1, 2)
+                     for row in rows]
+        columns += _ragged("obs_intervals", "Observation intervals of the unit (s), copied "
+                                            "from the source.", intervals)
     int_ids = np.asarray(ds.unit_id).dtype.kind in "iu"
     if not int_ids:
-        units.add_column("source_unit_id", "Id of the unit in the source units table.")
-    with_obs = session.obs_intervals is not None
-    for k, row in enumerate(rows):
-        kw: dict[str, Any] = {"spike_times": session.spike_times[row]}
-        if with_obs:
-            kw["obs_intervals"] = session.obs_intervals[row]
-        if not int_ids:
-            kw["source_unit_id"] = str(ds.unit_id[k])
-        units.add_unit(id=int(ds.unit_id[k]) if int_ids else k, **kw)
+        columns.append(VectorData(name="source_unit_id", description="Id of the unit in the "
+                                  "source units table.", data=[str(u) for u in ds.unit_id]))
+    ids = [int(u) for u in ds.unit_id] if int_ids else list(range(len(rows)))
+    units = Units(name="units", description="The units modelled by JEDI, copied from the "
+                                            "source session (ids and spike times).",
+                  id=ids, columns=columns,
+                  resolution=float(resolution) if resolution else None)
     nwbfile.units = units
+
+
+def _ragged(name: str, description: str, arrays: list[np.ndarray]) -> list:
+    """A ragged column as (VectorData, VectorIndex) built from whole arrays."""
+    from hdmf.common import VectorData, VectorIndex
+
+    flat = (np.concatenate(arrays) if arrays else np.zeros(0))
+    data = VectorData(name=name, description=description, data=flat)
+    return [data, VectorIndex(name=f"{name}_index", target=data,
+                              data=np.cumsum([len(a) for a in arrays]).astype(np.int64))]
 
 
 def _copy_trials(nwbfile, ds: TrialDataset, session: Session) -> None:
