@@ -43,7 +43,10 @@ def format_summary(info: dict, max_rows: int = 20) -> str:
     lines.append("Session")
     for key in ("session_id", "identifier", "session_start_time", "session_description"):
         if session.get(key):
-            lines.append(f"  {key:<20} {session[key]}")
+            text = str(session[key])
+            if len(text) > 200:  # descriptions can be pages long; the file holds all of it
+                text = text[:200].rstrip() + " ..."
+            lines.append(f"  {key:<20} {text}")
     lines.append("")
     lines.append("Source of the modelled data")
     for key, value in info["source"].items():
