@@ -199,7 +199,7 @@ def match_fixed_points(rates_a: np.ndarray, rates_b: np.ndarray) -> tuple[np.nda
 def compare_fixed_points(model: JEDI, ds: TrialDataset, teacher, settings: Settings,
                          seed: int = 0) -> pd.DataFrame:
     """JEDI's fixed points vs the teacher's, per sine condition, matched in rate space."""
-    from nwb_jedi.analysis.fixed_points import find_fixed_points, sample_initial_states
+    from nwb_jedi.analysis.fixed_points import find_fixed_points, trajectory_starts
     from nwb_jedi.analysis.spectra import (
         model_initial_state,
         model_jacobian,
@@ -208,11 +208,8 @@ def compare_fixed_points(model: JEDI, ds: TrialDataset, teacher, settings: Setti
     )
 
     def starts(trajectory: np.ndarray) -> np.ndarray:
-        # States along the trajectory (plus noise) and its mean: for an oscillation, the mean
-        # lies near the fixed point it circles, which gradient descent reaches only slowly.
-        sampled = sample_initial_states(trajectory, settings.fp_initial - 1, 0.1,
-                                        np.random.default_rng(seed))
-        return np.vstack([trajectory.mean(0, keepdims=True), sampled])
+        return trajectory_starts(trajectory, settings.fp_initial, 0.1,
+                                 np.random.default_rng(seed))
 
     gt = ds.ground_truth
     labels = list(model.conditions_["label"].astype(str))

@@ -183,15 +183,27 @@ def sample_initial_states(states: np.ndarray, n_initial: int, noise: float,
     return picks + noise * rng.standard_normal(picks.shape)
 
 
+def trajectory_starts(states: np.ndarray, n_initial: int, noise: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Initial states for a fixed-point search: the trajectory's mean state, then
+    ``n_initial - 1`` states drawn from the trajectory plus noise.
+
+    The mean matters for oscillations: it lies near the (unstable) fixed point the trajectory
+    circles, which descent from points on the cycle reaches only slowly.
+    """
+    sampled = sample_initial_states(states, n_initial - 1, noise, rng)
+    return np.vstack([states.mean(0, keepdims=True), sampled])
+
+
 def fixed_points(model, condition: int | str, *, n_initial: int = 256, n_steps: int = 200,
                  noise: float = 0.1, tol: float = 1e-10, unique_tol: float = 1e-2,
                  max_iters: int = 2000, lr: float = 1e-2, newton_steps: int = 20,
                  seed: int = 0) -> FixedPoints:
     """Fixed points of one condition's noiseless dynamics.
 
-    Initial states are drawn from the condition's noiseless trajectory (``n_steps`` steps from
-    its x0) with Gaussian noise of standard deviation `noise` added per unit; the search runs in
-    float64 with the analytic Jacobian.
+    Initial states are the mean of the condition's noiseless trajectory (``n_steps`` steps from
+    its x0) and states drawn from it with Gaussian noise of standard deviation `noise` added per
+    unit (`trajectory_starts`); the search runs in float64 with the analytic Jacobian.
 
     Parameters
     ----------
@@ -214,7 +226,7 @@ def fixed_points(model, condition: int | str, *, n_initial: int = 256, n_steps: 
         raise UserError("n_initial and n_steps must be positive integers")
     step = model_step(model, condition)
     states = trajectory_states(step, model_initial_state(model, condition), n_steps)
-    init = sample_initial_states(states, n_initial, noise, np.random.default_rng(seed))
+    init = trajectory_starts(states, n_initial, noise, np.random.default_rng(seed))
     return find_fixed_points(step, init, tol=tol, unique_tol=unique_tol, max_iters=max_iters,
                              lr=lr, newton_steps=newton_steps,
                              jacobian=model_jacobian(model, condition))

@@ -156,3 +156,14 @@ def test_package_exports_call_the_analyses(small_jedi):
     assert callable(analysis.interpolate) and callable(analysis.split_phases)
     with pytest.raises(AttributeError):
         analysis.no_such_analysis  # noqa: B018
+
+
+def test_trajectory_starts_begin_at_the_trajectory_mean():
+    from nwb_jedi.analysis.fixed_points import trajectory_starts
+
+    angle = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    circle = np.stack([np.cos(angle), np.sin(angle)], 1) + 3.0  # a cycle around (3, 3)
+    starts = trajectory_starts(circle, 8, 0.0, np.random.default_rng(0))
+    assert starts.shape == (8, 2)
+    np.testing.assert_allclose(starts[0], [3.0, 3.0], atol=1e-12)  # the centre it circles
+    assert np.allclose(np.linalg.norm(starts[1:] - 3.0, axis=1), 1.0)  # the others: on it
