@@ -277,9 +277,11 @@ def sine_spearman(model: JEDI, fixed: pd.DataFrame | None = None) -> dict:
         freqs.append(cond.value)
         lead.append(abs(lam[0].imag))
         max_im.append(float(np.abs(lam.imag).max()))
+    rho_lead, p_lead = spearmanr(freqs, lead)
+    rho_max, p_max = spearmanr(freqs, max_im)
     out = {"frequencies": freqs, "leading_abs_imag": lead, "max_abs_imag": max_im,
-           "rho_leading": float(spearmanr(freqs, lead)[0]),
-           "rho_max_imag": float(spearmanr(freqs, max_im)[0])}
+           "rho_leading": float(rho_lead), "p_leading": float(p_lead),
+           "rho_max_imag": float(rho_max), "p_max_imag": float(p_max)}
     if fixed is not None and fixed["jedi_fp_freq_hz"].notna().sum() >= 3:
         ok = fixed["jedi_fp_freq_hz"].notna()
         out["rho_fixed_point"] = float(spearmanr(fixed["frequency_hz"][ok],

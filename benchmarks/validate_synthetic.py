@@ -26,7 +26,6 @@ import argparse
 import time
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from nwb_jedi import JEDI, TrialDataset
 from nwb_jedi.analysis.metrics import rate_r2
@@ -133,20 +132,15 @@ def main() -> None:
           f"leave-one-out nearest centroid {acc_loo:.3f} (chance {chance:.3f}); task "
           f"accuracy {np.mean(task_pred == task_truth):.3f}")
 
-    freqs, lead_im, max_im = [], [], []
-    for row, r in enumerate(model.conditions_.itertuples()):
-        if r.task != "sine":
-            continue
-        lam = model.eigenvalues(row)
-        freqs.append(r.value)
-        lead_im.append(abs(lam[0].imag))
-        max_im.append(np.abs(lam.imag).max())
-    rho, p = spearmanr(freqs, lead_im)
-    rho_max, p_max = spearmanr(freqs, max_im)
+    from validate import sine_spearman  # one definition of the spectra-frequency check
+
+    sine = sine_spearman(model)
     print("sine frequency vs |Im λ| of leading eigenvalue: "
-          + ", ".join(f"{f:g} Hz: {v:.3f}" for f, v in zip(freqs, lead_im, strict=True)))
-    print(f"Spearman rho (leading) = {rho:.3f} (p = {p:.3g}); with max |Im λ| = {rho_max:.3f} "
-          f"(p = {p_max:.3g})")
+          + ", ".join(f"{f:g} Hz: {v:.3f}" for f, v in zip(sine["frequencies"],
+                                                            sine["leading_abs_imag"],
+                                                            strict=True)))
+    print(f"Spearman rho (leading) = {sine['rho_leading']:.3f} (p = {sine['p_leading']:.3g}); "
+          f"with max |Im λ| = {sine['rho_max_imag']:.3f} (p = {sine['p_max_imag']:.3g})")
     print(f"wall time: total {time.perf_counter() - t0:.1f} s (teacher {t_teacher:.1f}, fit "
           f"{t_fit:.1f}, inference {t_infer:.1f})")
 
