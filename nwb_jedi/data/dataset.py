@@ -372,13 +372,6 @@ class TrialDataset:
         """The held-out test trials."""
         return self._split("test")
 
-    def resplit(self, split: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0) -> TrialDataset:
-        """The same trials with a new stratified train/val/test split."""
-        _check_min_trials(self.condition, self.conditions)
-        out = self.subset(np.arange(self.n_trials))
-        out.split = stratified_split(self.condition, split, seed)
-        return out
-
     def psth(self) -> np.ndarray:
         """Trial-averaged counts per condition, shape (C, T, N); NaN for absent conditions."""
         return condition_means(self.counts, self.condition, self.n_conditions)
