@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any, NoReturn
 
-from nwb_jedi.data.presets import PRESETS, preset
+from nwb_jedi.data.presets import PRESET_ASSETS, PRESETS, preset
 from nwb_jedi.errors import UserError
 
 # Values such as "-0.25,0.45" (a window starting before the event) must not be taken for
@@ -140,3 +140,17 @@ def parse_window(text: str) -> tuple[float, float]:
     if not stop > start:
         raise UserError(f"--window stop must be after start, got {text!r}")
     return start, stop
+
+
+def preset_asset(preset_name: str | None, source: str | None) -> str | None:
+    """The asset pattern a preset implies for a DANDI SOURCE that names no asset, else None.
+
+    Which SOURCE names a file is decided by the one SOURCE parser (`io.sources.parse_source`).
+    """
+    from nwb_jedi.io.sources import parse_source
+
+    pattern = PRESET_ASSETS.get((preset_name or "").lower().replace("-", "_"))
+    if pattern is None or source is None:
+        return None
+    parsed = parse_source(source)
+    return pattern if parsed.kind == "dandi" and not parsed.asset_path else None

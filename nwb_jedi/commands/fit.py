@@ -13,6 +13,7 @@ from nwb_jedi.commands._options import (
     add_source_options,
     make_friendly,
     mapper_kwargs,
+    preset_asset,
     progress_enabled,
 )
 from nwb_jedi.errors import UserError
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     progress = progress_enabled(args.quiet)
     from nwb_jedi import datasets
     from nwb_jedi.data.conditions import ConditionMapper
-    from nwb_jedi.data.presets import preset, preset_asset
+    from nwb_jedi.data.presets import preset
     from nwb_jedi.io.read import read_session
     from nwb_jedi.io.write import write_results
     from nwb_jedi.model.distributed import init_from_env, is_main_process

@@ -5,8 +5,6 @@ A preset is a dict of `ConditionMapper` keyword arguments; explicit options over
 
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
 from nwb_jedi.errors import UserError
@@ -56,21 +54,6 @@ PRESET_ASSETS: dict[str, str] = {
     "mc_maze": "*_desc-train_*.nwb",
     "area2_bump": "*_desc-train_*.nwb",
 }
-
-
-def preset_asset(name: str | None, source: str | None) -> str | None:
-    """The asset pattern a preset implies for a DANDI SOURCE that names no asset, else None."""
-    if not name or source is None or name.lower().replace("-", "_") not in PRESET_ASSETS:
-        return None
-    text = str(source)
-    if os.path.exists(text):
-        return None
-    # Only a bare dandiset reference: DANDI:ID[/VERSION], dandi://inst/ID[@VER], a bare ID or a
-    # dandiset URL without a file location. Anything naming a file keeps its own choice.
-    bare = (re.fullmatch(r"(DANDI:)?\d{6}(/[^/]+)?", text, re.I)
-            or re.fullmatch(r"dandi://[^/]+/\d{6}(@[^/]+)?/?", text)
-            or (re.fullmatch(r"https?://[^?]*/dandiset/\d{6}(/[^/?]+)?/?", text)))
-    return PRESET_ASSETS[name.lower().replace("-", "_")] if bare else None
 
 
 def preset(name: str) -> dict[str, Any]:
