@@ -619,7 +619,7 @@ def _ragged(name: str, description: str, arrays: list[np.ndarray]) -> list:
 
 
 def _copy_trials(nwbfile, ds: TrialDataset, session: Session) -> None:
-    from hdmf.common import VectorData, VectorIndex
+    from hdmf.common import VectorData
     from pynwb.epoch import TimeIntervals
 
     trials = session.trials
@@ -644,10 +644,7 @@ def _copy_trials(nwbfile, ds: TrialDataset, session: Session) -> None:
             if not all(a.dtype.kind in "biuf" for a in arrays) or \
                     len({a.shape[1:] for a in arrays}) != 1:
                 continue  # ragged columns of mixed content cannot be stored faithfully
-            flat = np.concatenate(arrays)
-            data = VectorData(name=name, description=desc, data=flat)
-            columns.extend([data, VectorIndex(name=f"{name}_index", target=data,
-                                              data=np.cumsum([len(a) for a in arrays]))])
+            columns.extend(_ragged(name, desc, arrays))
             continue
         data = _column_data(table[name])
         if isinstance(data, list) and any(isinstance(v, np.ndarray | list | dict)
