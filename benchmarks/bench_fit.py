@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from nwb_jedi import JEDI, TrialDataset
+from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.model.rnn import Readout, poisson_nll
-from nwb_jedi.model.train import threads_for_step_size
 
 N_TRIALS, N_BINS, N_UNITS, N_CONDITIONS, RANK, BIN = 2295, 70, 182, 108, 4, 0.01
 

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nwb_jedi import JEDI, TrialDataset
-from nwb_jedi.analysis import metrics
+from nwb_jedi import JEDI, TrialDataset, metrics
+from nwb_jedi.analysis.evaluation import co_smoothing_bits_per_spike
 
 RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(Path(__file__).parent))  # validate_synthetic
@@ -199,13 +199,13 @@ def match_fixed_points(rates_a: np.ndarray, rates_b: np.ndarray) -> tuple[np.nda
 def compare_fixed_points(model: JEDI, ds: TrialDataset, teacher, settings: Settings,
                          seed: int = 0) -> pd.DataFrame:
     """JEDI's fixed points vs the teacher's, per sine condition, matched in rate space."""
-    from nwb_jedi.analysis.fixed_points import find_fixed_points, trajectory_starts
-    from nwb_jedi.analysis.spectra import (
+    from nwb_jedi.analysis.dynamics import (
         model_initial_state,
         model_jacobian,
         model_step,
         trajectory_states,
     )
+    from nwb_jedi.analysis.fixedpoints import find_fixed_points, trajectory_starts
 
     def starts(trajectory: np.ndarray) -> np.ndarray:
         return trajectory_starts(trajectory, settings.fp_initial, 0.1,
@@ -414,9 +414,9 @@ def co_smoothing(model, name: str, test: TrialDataset, heldout: np.ndarray,
         return {"co_bps": metrics.bits_per_spike(model.predict_rates(test), test.counts,
                                                  test.bin_size, units=heldout)}
     return {
-        "co_bps": metrics.co_smoothing_bits_per_spike(model, test, heldout,
+        "co_bps": co_smoothing_bits_per_spike(model, test, heldout,
                                                       max_epochs=settings.infer_epochs),
-        "co_bps_per_trial": metrics.co_smoothing_bits_per_spike(
+        "co_bps_per_trial": co_smoothing_bits_per_spike(
             model, test, heldout, per_trial=True, max_epochs=settings.infer_epochs),
     }
 

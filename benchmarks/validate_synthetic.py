@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from nwb_jedi import JEDI, TrialDataset
-from nwb_jedi.analysis.metrics import rate_r2
+from nwb_jedi.metrics import rate_r2
 from nwb_jedi.synthetic import get_teacher, make_dataset
 
 TASKS = ("sine", "memorypro", "dm")

@@ -10,7 +10,8 @@ from importlib import import_module
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
 
-# Names resolved on first use, so `import nwb_jedi` stays cheap for model-only work.
+# Names resolved on first use, so `import nwb_jedi` stays cheap (no torch, pynwb or
+# matplotlib until a name that needs them is used).
 _LAZY = {
     "JEDI": "nwb_jedi.model.jedi",
     "read_session": "nwb_jedi.io.read",
@@ -19,19 +20,24 @@ _LAZY = {
     "write_results": "nwb_jedi.io.write",
     "load_model": "nwb_jedi.io.write",
     "load_dataset": "nwb_jedi.io.write",
+    "metrics": "nwb_jedi.metrics",
     "analysis": "nwb_jedi.analysis",
     "synthetic": "nwb_jedi.synthetic",
     "datasets": "nwb_jedi.datasets",
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str):
     if name in _LAZY:
         module = import_module(_LAZY[name])
         value = module if module.__name__.endswith(name) else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nwb_jedi' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = ["__version__", "TrialDataset", *_LAZY]

@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nwb-jedi {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = import_module(f"nwb_jedi.commands.{name}")
-        except ModuleNotFoundError as err:  # a subcommand not built yet
-            if err.name != f"nwb_jedi.commands.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        import_module(f"nwb_jedi.commands.{name}").register(subparsers)
     return parser
 
 

@@ -37,10 +37,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from nwb_jedi import JEDI  # noqa: E402
-from nwb_jedi.analysis import metrics  # noqa: E402
-from nwb_jedi.analysis.fixed_points import find_fixed_points, fixed_points  # noqa: E402
-from nwb_jedi.analysis.spectra import autograd_jacobian, jacobian_spectrum  # noqa: E402
+from nwb_jedi import (
+    JEDI,  # noqa: E402
+    metrics,  # noqa: E402
+)
+from nwb_jedi.analysis.dynamics import autograd_jacobian  # noqa: E402
+from nwb_jedi.analysis.fixedpoints import find_fixed_points, fixed_points  # noqa: E402
+from nwb_jedi.analysis.spectra import jacobian_spectrum  # noqa: E402
 from nwb_jedi.synthetic import get_teacher, make_dataset  # noqa: E402
 
 FAST = os.environ.get("NWB_JEDI_TUTORIAL_FAST", "0") == "1"

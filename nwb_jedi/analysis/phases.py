@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from nwb_jedi.analysis.spectra import spectrum_table
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 
@@ -159,8 +160,6 @@ def phase_spectra(model, phase_column: str = "phase") -> pd.DataFrame:
     Returns a long table (one row per eigenvalue) with the condition columns, ``rank``,
     ``real``, ``imag`` and ``modulus``.
     """
-    from nwb_jedi.analysis.spectra import spectrum_table
-
     if phase_column not in model.conditions_.columns:
         raise UserError(f"the model's conditions have no {phase_column!r} column; fit it on data "
                         f"from split_phases")

@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nwb_jedi.analysis import metrics
+from nwb_jedi import metrics
+from nwb_jedi._files import atomic_output
 from nwb_jedi.data.dataset import TrialDataset, condition_means
 from nwb_jedi.errors import UserError
 
@@ -32,13 +33,8 @@ def _save(fig: Figure, path: str | os.PathLike) -> Figure:
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    try:
+    with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return fig
 
 
@@ -221,10 +217,10 @@ def plot_fixed_points(model, path: str | os.PathLike, conditions: Sequence | Non
     n_steps : int
         Trajectory length (bins).
     fixed_point_kwargs : mapping, optional
-        Passed to `nwb_jedi.analysis.fixed_points.fixed_points`.
+        Passed to `nwb_jedi.analysis.fixedpoints.fixed_points`.
     """
-    from nwb_jedi.analysis.fixed_points import fixed_points
-    from nwb_jedi.analysis.spectra import model_initial_state, model_step, trajectory_states
+    from nwb_jedi.analysis.dynamics import model_initial_state, model_step, trajectory_states
+    from nwb_jedi.analysis.fixedpoints import fixed_points
 
     if conditions is None:
         conditions = list(range(min(4, len(model.conditions_))))

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from nwb_jedi._files import atomic_write_text
 from nwb_jedi.commands._options import add_quiet_option, make_friendly
 from nwb_jedi.errors import UserError
 
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.analysis import plots
     from nwb_jedi.analysis.embedding import embedding_distances
-    from nwb_jedi.analysis.fixed_points import fixed_points
+    from nwb_jedi.analysis.fixedpoints import fixed_points
     from nwb_jedi.analysis.spectra import jacobian_spectrum
     from nwb_jedi.io.write import load_dataset, load_model
 
@@ -131,10 +132,6 @@ def run(args: argparse.Namespace) -> int:
     written = [name for name in FIGURES if os.path.exists(os.path.join(out, name))]
     lines.append(f"figures in {os.path.abspath(out)}: {', '.join(written)}")
     summary = "\n".join(lines)
-    path = os.path.join(out, "summary.txt")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(summary + "\n")
-    os.replace(tmp, path)  # never a half-written summary
+    atomic_write_text(os.path.join(out, "summary.txt"), summary + "\n")
     print(summary)
     return 0

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from nwb_jedi._files import atomic_output
+
 MC_MAZE_TRIAL_COLUMNS = {
     "move_onset_time": "time of movement onset (s)",
     "go_cue_time": "time of the go cue (s)",
@@ -362,14 +364,7 @@ def _write(nwb, path) -> str:
     from pynwb import NWBHDF5IO
 
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}.nwb")
-    try:
-        with NWBHDF5IO(tmp, "w") as io:
-            io.write(nwb)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as tmp, NWBHDF5IO(tmp, "w") as io:
+        io.write(nwb)
     return path

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -40,6 +39,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h5py
 import requests
 
+from nwb_jedi._files import atomic_write_bytes
+from nwb_jedi._files import cache_root as default_cache_dir
 from nwb_jedi.errors import SourceError
 
 __all__ = [
@@ -547,18 +548,6 @@ def resolve_dandi(parsed: ParsedSource, asset: str | None = None, *,
 # --------------------------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """``$NWB_JEDI_CACHE`` if set, else the platform cache dir (e.g. ``~/.cache/nwb_jedi``)."""
-    env = os.environ.get("NWB_JEDI_CACHE", "").strip()
-    if env:
-        return Path(env).expanduser()
-    try:
-        from platformdirs import user_cache_dir
-    except ImportError:  # pragma: no cover - platformdirs comes with dandi
-        return Path.home() / ".cache" / "nwb_jedi"
-    return Path(user_cache_dir("nwb_jedi", appauthor=False))
-
-
 def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", part) or "_"
 
@@ -589,7 +578,7 @@ class AssetBlockCache:
                     / _safe(resolved.version) / _safe(resolved.asset_id))
         about = cache.directory / "asset.json"
         if not about.exists():
-            _atomic_write(about, json.dumps(
+            atomic_write_bytes(about, json.dumps(
                 {"api_url": resolved.api_url, "dandiset": resolved.dandiset,
                  "version": resolved.version, "asset_id": resolved.asset_id,
                  "asset_path": resolved.asset_path, "size": resolved.size}, indent=1).encode())
@@ -609,16 +598,10 @@ class AssetBlockCache:
         return data
 
     def set(self, key: str, value: bytes) -> None:
-        _atomic_write(self._block_file(key), value)
+        atomic_write_bytes(self._block_file(key), value, clean_stale=False)
         self.bytes_written += len(value)
         if self.on_download is not None:
             self.on_download(len(value))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class _RemoteReader:

@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from nwb_jedi._files import atomic_output
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import SPLIT_NAMES, TrialDataset
 from nwb_jedi.data.session import Session
@@ -133,19 +134,16 @@ def write_results(model: JEDI, dataset: TrialDataset, out_path: str | os.PathLik
     # Everything that can fail for model/data reasons happens before any file is touched.
     contents = _module_contents(model, dataset, session_source, metrics)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(out_path),
-                       f".tmp-{uuid.uuid4().hex}-{os.path.basename(out_path)}.nwb")
-    try:
+    # Without overwrite the final rename is exclusive: a file that appeared at out_path while
+    # this one was being written (another process) is never replaced.
+    replace = overwrite or (append and base == out_path)
+    with atomic_output(out_path, overwrite=replace) as tmp:
         if append:
             _append_module(base, tmp, contents, module_name)
         else:
             nwbfile = _derived_file(dataset, session, session_source)
             _add_module(nwbfile, contents, module_name)
             _write_nwb(nwbfile, tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out_path
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nwb_jedi.analysis import metrics
+from nwb_jedi import metrics
+from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.rnn import gaussian_nll, poisson_nll
-from nwb_jedi.model.train import threads_for_step_size
 
 EVAL_BATCH = 256  # trials per forward pass when predicting: bounds memory, not results
 

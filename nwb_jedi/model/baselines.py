@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from nwb_jedi.analysis import metrics
+from nwb_jedi import metrics
+from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.data.dataset import TrialDataset, condition_means
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.base import Estimator, NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.hypernet import RNNWeights
 from nwb_jedi.model.rnn import Readout, draw_noise, simulate
-from nwb_jedi.model.train import run_training, threads_for_step_size
+from nwb_jedi.model.train import run_training
 
 
 # ---------------------------------------------------------------------- RNN baselines

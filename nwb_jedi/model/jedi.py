@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from nwb_jedi._files import atomic_output
+from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError, UserError
@@ -27,7 +29,7 @@ from nwb_jedi.model.base import NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
 from nwb_jedi.model.rnn import Readout, draw_noise, simulate
 from nwb_jedi.model.rnn import step as rnn_step
-from nwb_jedi.model.train import Checkpoint, fingerprint, run_training, threads_for_step_size
+from nwb_jedi.model.train import Checkpoint, fingerprint, run_training
 
 FORMAT_NAME = "nwb_jedi.JEDI"
 FORMAT_VERSION = 1
@@ -537,16 +539,9 @@ class JEDI(NeuronRNNEstimator):
     def save(self, path: str | os.PathLike) -> None:
         """Write config + tensors + versions to one ``.npz`` file (no pickle), atomically."""
         config, tensors = self.get_state()
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, __config__=np.array(json.dumps(config)),
-                         **{f"tensor/{k}": v for k, v in tensors.items()})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_output(os.fspath(path)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, __config__=np.array(json.dumps(config)),
+                     **{f"tensor/{k}": v for k, v in tensors.items()})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> JEDI:

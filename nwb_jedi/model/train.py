@@ -7,9 +7,7 @@ model is trained with the same budget and the same stopping rule.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import glob
 import hashlib
 import json
 import math
@@ -23,24 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nwb_jedi._files import atomic_output
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.distributed import all_reduce_sum, is_main_process, rank_and_world, shard
-
-# Below this many elements per recurrent step, extra intra-op threads only add synchronization:
-# on a 2-core machine a (64 x 40) tanh took 6 ms with 2 OpenMP threads and 8 us with one.
-_SMALL_STEP_ELEMENTS = 1 << 18
-
-
-@contextlib.contextmanager
-def threads_for_step_size(elements_per_step: int):
-    """Use one intra-op thread while the per-step tensors are small, then restore the setting."""
-    previous = torch.get_num_threads()
-    if elements_per_step < _SMALL_STEP_ELEMENTS and previous > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def minibatches(n_items: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -78,12 +61,10 @@ class Checkpoint:
         if not is_main_process():
             return
         os.makedirs(self.directory, exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        torch.save({**state, "fingerprint": self.fingerprint}, tmp)
-        os.replace(tmp, self.path)  # a kill mid-write leaves the previous checkpoint intact
-        for leftover in glob.glob(f"{self.path}.tmp-*"):  # from a process killed mid-write
-            with contextlib.suppress(OSError):
-                os.remove(leftover)
+        # A kill mid-write leaves the previous checkpoint intact (and its temporary file is
+        # removed by the next save).
+        with atomic_output(self.path) as tmp:
+            torch.save({**state, "fingerprint": self.fingerprint}, tmp)
 
     def load(self) -> dict[str, Any] | None:
         if not (self.resume and os.path.exists(self.path)):

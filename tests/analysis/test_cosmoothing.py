@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nwb_jedi.analysis import metrics
+from nwb_jedi import metrics
+from nwb_jedi.analysis.evaluation import co_smoothing_bits_per_spike
 from nwb_jedi.data.dataset import TrialDataset
 
 
@@ -29,7 +30,7 @@ def test_heldout_mask():
 def test_co_smoothing_never_looks_at_the_heldout_neurons(small_jedi, oscillation_dataset):
     test = oscillation_dataset.test
     heldout = metrics.heldout_unit_mask(test.n_units, 0.25, seed=0)
-    score = metrics.co_smoothing_bits_per_spike(small_jedi, test, heldout, max_epochs=15)
+    score = co_smoothing_bits_per_spike(small_jedi, test, heldout, max_epochs=15)
     assert np.isfinite(score)
     # Scramble the held-out neurons' spikes: the inference (held-in only) must not change, so
     # the prediction is identical and only the score moves.
@@ -43,7 +44,7 @@ def test_co_smoothing_never_looks_at_the_heldout_neurons(small_jedi, oscillation
     a = small_jedi.infer_embeddings(test, unit_mask=~heldout, max_epochs=15)
     b = small_jedi.infer_embeddings(scrambled, unit_mask=~heldout, max_epochs=15)
     np.testing.assert_allclose(a.embeddings_, b.embeddings_, rtol=1e-6)
-    other = metrics.co_smoothing_bits_per_spike(small_jedi, scrambled, heldout, max_epochs=15)
+    other = co_smoothing_bits_per_spike(small_jedi, scrambled, heldout, max_epochs=15)
     assert other != score
     with pytest.raises(ValueError):
-        metrics.co_smoothing_bits_per_spike(small_jedi, test, np.zeros(test.n_units, bool))
+        co_smoothing_bits_per_spike(small_jedi, test, np.zeros(test.n_units, bool))

@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from nwb_jedi.analysis.fixed_points import classify, find_fixed_points, fixed_points
-from nwb_jedi.analysis.lyapunov import lyapunov, lyapunov_spectrum
-from nwb_jedi.analysis.spectra import (
+from nwb_jedi.analysis.dynamics import (
     autograd_jacobian,
-    condition_spectra,
-    jacobian_spectrum,
     model_initial_state,
     model_jacobian,
     model_step,
     trajectory_states,
 )
+from nwb_jedi.analysis.fixedpoints import classify, find_fixed_points, fixed_points
+from nwb_jedi.analysis.lyapunov_exponents import lyapunov, lyapunov_spectrum
+from nwb_jedi.analysis.spectra import condition_spectra, jacobian_spectrum
 from nwb_jedi.errors import UserError
 
 ALPHA = 0.2
@@ -159,7 +158,7 @@ def test_package_exports_call_the_analyses(small_jedi):
 
 
 def test_trajectory_starts_begin_at_the_trajectory_mean():
-    from nwb_jedi.analysis.fixed_points import trajectory_starts
+    from nwb_jedi.analysis.fixedpoints import trajectory_starts
 
     angle = np.linspace(0, 2 * np.pi, 60, endpoint=False)
     circle = np.stack([np.cos(angle), np.sin(angle)], 1) + 3.0  # a cycle around (3, 3)

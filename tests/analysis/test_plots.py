@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from nwb_jedi._files import TMP_MARK
 from nwb_jedi.analysis import plots
 from nwb_jedi.errors import UserError
 
@@ -22,7 +23,7 @@ def _check_png(path, min_bytes=8000):
     image = mpimg.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 20
-    assert not list(path.parent.glob("*.tmp-*"))
+    assert not list(path.parent.glob(f"*{TMP_MARK}*"))
 
 
 def test_embeddings_plot(small_jedi, tmp_path, oscillation_dataset):

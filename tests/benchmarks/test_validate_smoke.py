@@ -52,7 +52,7 @@ def test_continuous_frequency_of_a_discrete_rotation():
 
 
 def test_teacher_map_fixed_points_are_fixed(small_teacher):
-    from nwb_jedi.analysis.fixed_points import find_fixed_points
+    from nwb_jedi.analysis.fixedpoints import find_fixed_points
 
     gt = {**small_teacher.weights(), "alpha": small_teacher.alpha}
     step, jac = validate.teacher_map(gt, validate.sine_input(small_teacher, 4.0))

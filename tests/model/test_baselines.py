@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nwb_jedi.analysis import metrics
-from nwb_jedi.analysis.fixed_points import fixed_points
+from nwb_jedi import metrics
+from nwb_jedi.analysis.fixedpoints import fixed_points
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.baselines import PerConditionRNN, PSTHBaseline, SharedRNN

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nwb_jedi import JEDI
+from nwb_jedi._files import TMP_MARK
 from nwb_jedi.errors import UserError
 from tests.model.test_jedi import rotation_dataset
 
@@ -48,7 +49,7 @@ def test_killed_fit_resumes_to_identical_parameters(tmp_path):
     a, b = resumed.get_state()[1], whole.get_state()[1]
     for name in a:
         assert np.array_equal(a[name], b[name]), name
-    assert not list(ckpt.glob("*.tmp-*"))  # no half-written checkpoint left behind
+    assert not list(ckpt.glob(f"*{TMP_MARK}*"))  # no half-written checkpoint left behind
 
 
 def test_resume_refuses_a_different_fit(tmp_path):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from nwb_jedi import JEDI
-from nwb_jedi.analysis.metrics import pooled_r2, rate_r2
+from nwb_jedi.metrics import pooled_r2, rate_r2
 from nwb_jedi.synthetic import make_dataset
 
 

@@ -10,26 +10,27 @@ the discrete-time Jacobian DF there: stable (all |λ| < 1), unstable (all |λ| >
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from nwb_jedi.analysis.spectra import (
+from nwb_jedi._runtime import threads_for_step_size
+from nwb_jedi.analysis.dynamics import (
     JacobianFn,
     StepFn,
-    _sorted_eigvals,
     autograd_jacobian,
     model_initial_state,
     model_jacobian,
     model_step,
+    sorted_eigenvalues,
     trajectory_states,
 )
 from nwb_jedi.errors import UserError
-from nwb_jedi.model.train import threads_for_step_size
+
+__all__ = ["FixedPoints", "classify", "find_fixed_points", "fixed_points",
+           "sample_initial_states", "trajectory_starts"]
 
 
 @dataclass
@@ -168,7 +169,7 @@ def _search(step, init, jacobian, *, tol, unique_tol, max_iters, lr, newton_step
     locations, speeds = locations[keep], speeds[keep]
     if len(keep):
         with torch.no_grad():
-            eigenvalues = _sorted_eigvals(jacobian(torch.as_tensor(locations)).numpy())
+            eigenvalues = sorted_eigenvalues(jacobian(torch.as_tensor(locations)).numpy())
     else:
         eigenvalues = np.zeros((0, n), dtype=complex)
     return FixedPoints(locations, speeds, eigenvalues, classify(eigenvalues) if len(keep)
@@ -230,14 +231,3 @@ def fixed_points(model, condition: int | str, *, n_initial: int = 256, n_steps: 
     return find_fixed_points(step, init, tol=tol, unique_tol=unique_tol, max_iters=max_iters,
                              lr=lr, newton_steps=newton_steps,
                              jacobian=model_jacobian(model, condition))
-
-
-class _CallableModule(types.ModuleType):
-    """``nwb_jedi.analysis.fixed_points(...)`` calls the function even though the name is also this
-    module's (importing a submodule rebinds the package attribute to the module)."""
-
-    def __call__(self, *args, **kwargs):
-        return fixed_points(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -9,14 +9,13 @@ line attractor); positive: chaos.
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from nwb_jedi.analysis.spectra import (
+from nwb_jedi._runtime import threads_for_step_size
+from nwb_jedi.analysis.dynamics import (
     JacobianFn,
     StepFn,
     autograd_jacobian,
@@ -25,7 +24,8 @@ from nwb_jedi.analysis.spectra import (
     model_step,
 )
 from nwb_jedi.errors import UserError
-from nwb_jedi.model.train import threads_for_step_size
+
+__all__ = ["LyapunovResult", "lyapunov", "lyapunov_spectrum"]
 
 
 @dataclass
@@ -139,14 +139,3 @@ def lyapunov(model, condition: int | str, *, n_steps: int = 500, n_exponents: in
     dt = float(model.bin_size_)
     per_step = per_trajectory.mean(axis=0)
     return LyapunovResult(per_step, per_step / dt, per_trajectory, dt)
-
-
-class _CallableModule(types.ModuleType):
-    """``nwb_jedi.analysis.lyapunov(...)`` calls the function even though the name is also this
-    module's (importing a submodule rebinds the package attribute to the module)."""
-
-    def __call__(self, *args, **kwargs):
-        return lyapunov(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
