@@ -3,8 +3,8 @@
 Every output (NWB files, figures, checkpoints, cached blocks and teachers, summaries) is written
 to a hidden temporary file next to its destination and renamed into place, so a crash or a kill
 never leaves a half-written file under the real name. Temporary names follow one scheme,
-``.<name>.nwbjedi-tmp.<pid>.<random><extension>``, so that leftovers of a killed process can be recognised
-and removed by the next write to the same place.
+``.<name>.nwbjedi-tmp.<pid>.<random><extension>``, so that leftovers of a killed process can be
+recognised and removed by the next write to the same place.
 """
 
 from __future__ import annotations
