@@ -210,7 +210,7 @@ def main() -> None:
         start = time.perf_counter()
         model = JEDI(rank=RANK, seed=0).fit(ds.train, ds.val)
         wall = time.perf_counter() - start
-        scores = model.score(ds.test)
+        scores = model.evaluate(ds.test)
         rows.append(("3. full fit to early stopping (2 CPU cores)",
                      f"{wall:.0f} s, {model.n_epochs_} epochs, held-out bits/spike "
                      f"{scores['bits_per_spike']:.3f}", "< 300 s"))

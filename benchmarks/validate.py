@@ -481,7 +481,7 @@ def run_reaching(settings: Settings, out: Path) -> dict:
         for name, model in models.items():
             t0 = time.perf_counter()
             model.fit(train, val)
-            score = model.score(test)
+            score = model.evaluate(test)
             row = {"model": name, "seed": seed, "bps": score["bits_per_spike"],
                    "psth_r2": score["psth_r2"], "r2": score["r2"],
                    **co_smoothing(model, name, test, heldout, settings),
@@ -534,7 +534,7 @@ def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
     mp = ds.subset(ds.ground_truth["trial_task"] == "memorypro")
     phased = split_phases(mp, MEMORYPRO_PHASES)
     model = jedi(settings, synthetic=True).fit(phased.train, phased.val)
-    score = model.score(phased.test)
+    score = model.evaluate(phased.test)
     log(f"memorypro phases: {model.n_epochs_} epochs, test R² vs teacher "
         f"{score['r2_true']:.3f}")
     gt = ds.ground_truth
@@ -608,7 +608,7 @@ def run_reaching_phases(settings: Settings, out: Path) -> pd.DataFrame:
     rows = []
     for seed in settings.seeds:
         model = jedi(settings, synthetic=False, seed=seed).fit(ds.train, ds.val)
-        score = model.score(ds.test)
+        score = model.evaluate(ds.test)
         summary = summarize_phase_spectra(spectrum_table(model))
         for phase in summary.index:
             conds = [i for i, p in enumerate(model.conditions_["phase"]) if p == phase]
@@ -691,7 +691,7 @@ def sweep_reaching(settings: Settings, variants=SWEEP_VARIANTS) -> pd.DataFrame:
     from nwb_jedi.model.baselines import PSTHBaseline
 
     ds = reaching_data()
-    psth = PSTHBaseline().fit(ds.train).score(ds.val)
+    psth = PSTHBaseline().fit(ds.train).evaluate(ds.val)
     rows = [{"data": "reaching", "variant": "PSTHBaseline (reference, not JEDI)", "seed": 0,
              "val_bits_per_spike": psth["bits_per_spike"], "val_psth_r2": psth["psth_r2"],
              "epochs": 0, "seconds": 0.0}]
@@ -701,7 +701,7 @@ def sweep_reaching(settings: Settings, variants=SWEEP_VARIANTS) -> pd.DataFrame:
             start = time.perf_counter()
             model = jedi(settings, synthetic=False, seed=seed, sweep=True, **params).fit(
                 ds.train, ds.val)
-            score = model.score(ds.val)
+            score = model.evaluate(ds.val)
             rows.append({"data": "reaching", "variant": describe(variant), "seed": seed,
                          "val_bits_per_spike": score["bits_per_spike"],
                          "val_psth_r2": score["psth_r2"], "epochs": model.n_epochs_,
@@ -720,7 +720,7 @@ def sweep_synthetic(settings: Settings, variants=SYNTHETIC_VARIANTS) -> pd.DataF
         start = time.perf_counter()
         model = jedi(settings, synthetic=True, seed=0, sweep=True, **params).fit(ds.train,
                                                                                  ds.val)
-        score = model.score(ds.val)
+        score = model.evaluate(ds.val)
         rows.append({"data": "synthetic", "variant": describe(variant), "seed": 0,
                      "val_r2_true": score["r2_true"],
                      "val_r2_true_per_neuron": score["r2_true_per_neuron"],

@@ -109,7 +109,7 @@ def main() -> None:
     print("  per task (pooled, vs trial rates): " + ", ".join(
         f"{task} {pooled_r2(pred[task_of == task], true_trial[task_of == task]):.3f}"
         for task in TASKS))
-    print(f"score(test): {model.score(test)}")
+    print(f"score(test): {model.evaluate(test)}")
 
     t2 = time.perf_counter()
     inferred = model.infer_embeddings(unlabeled(test), max_epochs=max(epochs // 3, 10))

@@ -11,3 +11,11 @@ class SourceError(UserError):
 
 class ModelFileError(UserError):
     """A shared model file that is missing parts, malformed, or unsafe to load."""
+
+
+class NotFittedError(UserError, AttributeError):
+    """A fitted attribute or method used before ``fit``.
+
+    Also an AttributeError, so ``hasattr(JEDI(), "embeddings_")`` is False, as scikit-learn's
+    conventions expect of fitted attributes.
+    """

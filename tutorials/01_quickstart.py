@@ -64,7 +64,7 @@ print(ds)
 model = JEDI(rank=4, embed_dim=8, hidden=32 if FAST else 128,
              max_epochs=30 if FAST else 500, seed=0)
 model.fit(ds.train, ds.val)
-scores = model.score(ds.test)
+scores = model.evaluate(ds.test)
 print(f"{model.n_epochs_} epochs; held-out bits/spike {scores['bits_per_spike']:.3f}, "
       f"PSTH R² {scores['psth_r2']:.3f}")
 

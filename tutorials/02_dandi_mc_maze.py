@@ -69,7 +69,7 @@ print(ds)
 model = JEDI(rank=6, embed_dim=8, hidden=32 if FAST else 128,
              max_epochs=20 if FAST else 500, seed=0)
 model.fit(ds.train, ds.val)
-scores = model.score(ds.test)
+scores = model.evaluate(ds.test)
 print(f"held-out trials: bits/spike {scores['bits_per_spike']:.3f}, "
       f"PSTH R² {scores['psth_r2']:.3f}, single-trial R² {scores['r2']:.3f}")
 

@@ -76,7 +76,7 @@ other = datasets.reaching_mapper(trial_filter={"subset": "ex2_whole"}, seed=0).b
 print(other)
 applied = model.infer_embeddings(other.train, val=other.val,
                                  max_epochs=30 if FAST else 300)
-scores = applied.score(other.test)
+scores = applied.evaluate(other.test)
 print(f"other block, held-out trials: bits/spike {scores['bits_per_spike']:.3f}, "
       f"PSTH R² {scores['psth_r2']:.3f}")
 

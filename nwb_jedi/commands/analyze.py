@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The fit itself, on held-out trials when the file has them.
     test = ds.test if ds.test.n_trials else ds
-    score = model.score(test)
+    score = model.evaluate(test)
     which = "held-out" if test is not ds else "all"
     lines.append(f"{which} trials ({test.n_trials}): bits/spike {score['bits_per_spike']:.3f}, "
                  f"PSTH R² {score['psth_r2']:.3f}, single-trial R² {score['r2']:.3f}")

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.resume and model.resumed_from_epoch_ == 0:
         say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
-    scores = {"test": model.score(ds.test), "train": model.score(ds.train)}
+    scores = {"test": model.evaluate(ds.test), "train": model.evaluate(ds.train)}
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
                   metrics=scores)
     if args.plots:

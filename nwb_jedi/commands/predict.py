@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             f"scored")
         scored &= ~seen
     if scored.any():
-        scores = fitted.score(ds.subset(scored))
+        scores = fitted.evaluate(ds.subset(scored))
         say(f"held-out ({held}) trials: bits/spike {scores['bits_per_spike']:.3f}, "
             f"PSTH R² {scores['psth_r2']:.3f}")
     print(path)

@@ -290,7 +290,7 @@ def _module_contents(model: JEDI, ds: TrialDataset, source: Mapping[str, Any],
 
     rates = model.predict_rates(ds)  # also checks that every condition is known
     if metrics is None:
-        metrics = {split: model.score(ds.subset(ds.split == split)) for split in SPLIT_NAMES
+        metrics = {split: model.evaluate(ds.subset(ds.split == split)) for split in SPLIT_NAMES
                    if np.any(ds.split == split)}
     items = [_model_container(model, source)]
 

@@ -19,7 +19,7 @@ import torch
 from nwb_jedi import metrics
 from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.data.dataset import TrialDataset
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import NotFittedError, UserError
 from nwb_jedi.model.rnn import gaussian_nll, poisson_nll
 
 EVAL_BATCH = 256  # trials per forward pass when predicting: bounds memory, not results
@@ -61,9 +61,9 @@ class Estimator:
                                                       changed.items()) + ")"
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, self._fitted_attribute):
-            raise UserError(f"this {type(self).__name__} model is not fitted yet; call "
-                            f"fit(train, val) first")
+        if self._fitted_attribute not in self.__dict__:
+            raise NotFittedError(f"this {type(self).__name__} model is not fitted yet; call "
+                                 f"fit(train, val) first")
 
     @staticmethod
     def _check_train(train: TrialDataset) -> None:
@@ -119,7 +119,7 @@ class Estimator:
     def predict_rates(self, ds: TrialDataset) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def score(self, ds: TrialDataset) -> dict[str, float]:
+    def evaluate(self, ds: TrialDataset) -> dict[str, float]:
         """Metrics of the predicted rates on `ds` (use held-out trials).
 
         Returns
@@ -131,6 +131,14 @@ class Estimator:
             pooled over neurons) and ``r2_true_per_neuron`` (R² averaged over neurons).
         """
         return metrics.score_rates(self.predict_rates(ds), ds)
+
+    def score(self, ds: TrialDataset) -> float:
+        """Bits per spike of the predicted rates on `ds` (higher is better).
+
+        A single number, as scikit-learn's model selection (``GridSearchCV``,
+        ``cross_val_score``) expects of ``score``; `evaluate` gives every metric.
+        """
+        return float(metrics.bits_per_spike(self.predict_rates(ds), ds.counts, ds.bin_size))
 
 
 class NeuronRNNEstimator(Estimator):

@@ -13,7 +13,7 @@ from nwb_jedi.data.dataset import TrialDataset
 def test_score_rates_matches_the_model_score(small_jedi, oscillation_dataset):
     test = oscillation_dataset.test
     ours = metrics.score_rates(small_jedi.predict_rates(test), test)
-    assert ours == pytest.approx(small_jedi.score(test))
+    assert ours == pytest.approx(small_jedi.evaluate(test))
     assert "r2_true" in ours
 
 

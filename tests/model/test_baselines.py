@@ -52,7 +52,7 @@ def test_psth_baseline_equals_the_smoothed_training_average(ds):
     np.testing.assert_allclose(rates, model.psth_[ds.test.condition].astype(np.float32))
     floored = PSTHBaseline(min_rate=5.0).fit(ds.train)
     assert floored.psth_.min() >= 5.0
-    score = model.score(ds.test)
+    score = model.evaluate(ds.test)
     assert score["bits_per_spike"] > 0 and score["r2_true"] > 0.3
 
 
@@ -72,8 +72,8 @@ def test_psth_baseline_refuses_unknown_conditions_and_other_lengths(ds):
 def test_per_condition_rnn_beats_the_mean_rate_null_and_the_shared_rnn(ds, per_condition):
     shared = SharedRNN(rank=3, tau=0.05, noise_std=0.05, max_epochs=40, patience=40,
                        batch_size=8, device="cpu").fit(ds.train, ds.val)
-    own = per_condition.score(ds.test)
-    common = shared.score(ds.test)
+    own = per_condition.evaluate(ds.test)
+    common = shared.evaluate(ds.test)
     assert own["bits_per_spike"] > 0.1
     assert own["bits_per_spike"] > common["bits_per_spike"]
     assert own["r2_true"] > common["r2_true"]

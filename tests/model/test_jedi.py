@@ -59,7 +59,7 @@ def test_predict_rates_shape_dtype_units(fitted, ds):
 
 
 def test_score_has_metrics(fitted, ds):
-    scores = fitted.score(ds.test)
+    scores = fitted.evaluate(ds.test)
     for key in ("bits_per_spike", "psth_r2", "r2", "r2_true"):
         assert np.isfinite(scores[key])
 
@@ -160,7 +160,7 @@ def test_infer_embeddings_for_unseen_condition(ds):
     assert min(new.history_["train_loss"]) < start
     # The inferred embedding explains the unseen condition better than its neutral start.
     start_model = model.infer_embeddings(unseen.train, max_epochs=1)
-    assert new.score(unseen.test)["bits_per_spike"] > start_model.score(unseen.test)[
+    assert new.evaluate(unseen.test)["bits_per_spike"] > start_model.evaluate(unseen.test)[
         "bits_per_spike"]
 
 
