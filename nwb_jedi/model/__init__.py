@@ -17,6 +17,9 @@ from nwb_jedi.errors import ModelFileError
 # format name stored in a model's config -> (module, class) that reads it back
 FORMATS = {
     "nwb_jedi.JEDI": ("nwb_jedi.model.jedi", "JEDI"),
+    "nwb_jedi.PerConditionRNN": ("nwb_jedi.model.baselines", "PerConditionRNN"),
+    "nwb_jedi.SharedRNN": ("nwb_jedi.model.baselines", "SharedRNN"),
+    "nwb_jedi.PSTHBaseline": ("nwb_jedi.model.baselines", "PSTHBaseline"),
 }
 
 

@@ -17,20 +17,17 @@ analyses (`nwb_jedi.analysis`) apply to them unchanged.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from torch import nn
 
 from nwb_jedi import metrics
-from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.data.dataset import TrialDataset, condition_means
 from nwb_jedi.errors import UserError
-from nwb_jedi.model.base import Estimator, NeuronRNNEstimator, present_conditions
+from nwb_jedi.model.base import Estimator, NeuronRNNEstimator
 from nwb_jedi.model.hypernet import RNNWeights
-from nwb_jedi.model.rnn import Readout, draw_noise, simulate
-from nwb_jedi.model.train import run_training
+from nwb_jedi.model.jedi import JEDI
+from nwb_jedi.model.rnn import Readout, simulate
 
 
 # ---------------------------------------------------------------------- RNN baselines
@@ -65,17 +62,24 @@ class _RNNModule(nn.Module):
                                      noise=noise))
 
 
+# Defaults are JEDI's (read from its signature, their one source), so a baseline is by default
+# the same family with the same budget.
+_JEDI = JEDI.default_params()
+
+
 class _RNNBaseline(NeuronRNNEstimator):
-    """Shared machinery of `PerConditionRNN` and `SharedRNN`."""
+    """Shared machinery of `PerConditionRNN` and `SharedRNN`: the template's hooks for a module
+    of G independent weight sets, selected per trial by `_groups`."""
 
     _description = "RNN baseline"
 
-    # Defaults are JEDI's, so a baseline is by default the same family with the same budget.
-    def __init__(self, rank: int | None = 6, tau: float = 0.1, observation: str = "poisson",
-                 noise_std: float = 0.02, lr: float = 1e-2, weight_decay: float = 0.0,
-                 max_epochs: int = 500, patience: int = 100, batch_size: int = 64,
-                 grad_clip: float = 1.0, smooth_sd: float = 0.04, device: str = "auto",
-                 seed: int = 0, progress: bool = False):
+    def __init__(self, rank: int | None = _JEDI["rank"], tau: float = _JEDI["tau"],
+                 observation: str = _JEDI["observation"], noise_std: float = _JEDI["noise_std"],
+                 lr: float = _JEDI["lr"], weight_decay: float = _JEDI["weight_decay"],
+                 max_epochs: int = _JEDI["max_epochs"], patience: int = _JEDI["patience"],
+                 batch_size: int = _JEDI["batch_size"], grad_clip: float = _JEDI["grad_clip"],
+                 smooth_sd: float = _JEDI["smooth_sd"], device: str = _JEDI["device"],
+                 seed: int = _JEDI["seed"], progress: bool = _JEDI["progress"]):
         self.rank = rank
         self.tau = tau
         self.observation = observation
@@ -93,86 +97,25 @@ class _RNNBaseline(NeuronRNNEstimator):
 
     # -- which RNN each trial uses
     def _n_groups(self) -> int:
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def _groups(self, ds: TrialDataset) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def _group_of(self, condition: int | str) -> int:
-        raise NotImplementedError
+        raise NotImplementedError  # pragma: no cover - abstract
 
-    def _run_module(self, chunk: list[torch.Tensor], n_steps: int) -> torch.Tensor:
-        return self.module_(chunk[0], n_steps, self.alpha_)
+    # -- template hooks
+    def _build_module(self, n_units: int) -> _RNNModule:
+        return _RNNModule(self._n_groups(), n_units, self.rank, self.observation)
 
-    # -- public API
-    def fit(self, train: TrialDataset, val: TrialDataset | None = None):
-        """Fit the RNN(s) and the readout to the training trials; returns self.
+    def _trial_inputs(self, ds: TrialDataset) -> list[np.ndarray]:
+        return [self._groups(ds)]
 
-        Uses `nwb_jedi.model.train.run_training` with the same budget (`max_epochs`), early
-        stopping (`patience`, on `val` when given), minibatches and clipping as JEDI.
-        """
-        self._check_common_params()
-        self._check_train(train)
-        self._check_rank(train)
-        self._check_tau(train)
-        if val is not None and val.n_trials == 0:
-            val = None
-        device = self._resolve_device()
-        self.bin_size_ = train.bin_size
-        self.unit_id_ = np.asarray(train.unit_id)
-        self._set_conditions(train)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.module_ = _RNNModule(self._n_groups(), train.n_units, self.rank,
-                                      self.observation)
-        self._init_readout(train)
-        module = self.module_.to(device)
-
-        n_steps, alpha = train.n_bins, self.alpha_
-        targets = torch.as_tensor(self._targets(train), device=device)
-        groups = torch.as_tensor(self._groups(train), device=device)
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.lr,
-                                     weight_decay=self.weight_decay)
-
-        def batch_loss(batch: np.ndarray, local: np.ndarray, net: nn.Module) -> torch.Tensor:
-            noise = None
-            if self.noise_std > 0:
-                noise = draw_noise(len(batch), n_steps, train.n_units, generator, device)[local]
-            idx = torch.as_tensor(batch[local], device=device)
-            return self._loss(net(groups[idx], n_steps, alpha, self.noise_std, noise),
-                              targets[idx])
-
-        val_loss = None
-        if val is not None:
-            self.check_compatible(val)
-            val_targets = torch.as_tensor(self._targets(val), device=device)
-            val_groups = self._groups(val)
-
-            def val_loss() -> float:
-                return self._chunked_loss([val_groups], val_targets, val.n_bins)
-
-        start = time.perf_counter()
-        with threads_for_step_size(self.batch_size * train.n_units):
-            self.history_ = run_training(
-                batch_loss, train.n_trials, optimizer, list(module.parameters()), module,
-                val_loss=val_loss, max_epochs=self.max_epochs, patience=self.patience,
-                batch_size=self.batch_size, grad_clip=self.grad_clip, seed=self.seed,
-                progress=self.progress, description=self._description,
-                strata=groups.cpu().numpy(), generator=generator)
-        self.fit_seconds_ = time.perf_counter() - start
-        self.n_epochs_ = len(self.history_["epoch"])
-        return self
-
-    def _set_conditions(self, train: TrialDataset) -> None:
-        self.conditions_ = present_conditions(train)
-
-    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
-        """Predicted firing rates in Hz, shape (K, T, N)."""
-        self._check_fitted()
-        self.check_compatible(ds)
-        return self._output_to_rates(self._forward_batches([self._groups(ds)], ds.n_bins)
-                                     ).astype(np.float32)
+    def _run_module(self, net: nn.Module, chunk: list[torch.Tensor], n_steps: int,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        noise_std = self.noise_std if noise is not None else 0.0
+        return net(chunk[0], n_steps, self.alpha_, noise_std, noise)
 
     def _weights(self, condition: int | str) -> RNNWeights:
         device = next(self.module_.parameters()).device
@@ -204,6 +147,7 @@ class PerConditionRNN(_RNNBaseline):
     """
 
     _description = "per-condition RNNs"
+    _format = "nwb_jedi.PerConditionRNN"
 
     def _n_groups(self) -> int:
         return len(self.conditions_)
@@ -222,6 +166,7 @@ class SharedRNN(_RNNBaseline):
     """
 
     _description = "shared RNN"
+    _format = "nwb_jedi.SharedRNN"
 
     def _n_groups(self) -> int:
         return 1
@@ -257,24 +202,36 @@ class PSTHBaseline(Estimator):
         self.smooth_sd = smooth_sd
         self.min_rate = min_rate
 
-    def fit(self, train: TrialDataset, val: TrialDataset | None = None) -> PSTHBaseline:
-        """Average each condition's training trials; `val` is not needed (accepted for parity)."""
-        if not isinstance(train, TrialDataset):
-            raise UserError(f"fit expects a TrialDataset, got {type(train).__name__}")
-        if train.n_trials == 0:
-            raise UserError("the training set has no trials; check the split")
+    _fitted_attribute = "psth_"
+    _format = "nwb_jedi.PSTHBaseline"
+
+    def _check_params(self) -> None:
         if self.smooth_sd < 0 or self.min_rate < 0:
             raise UserError("smooth_sd and min_rate must be >= 0")
+
+    def fit(self, train: TrialDataset, val: TrialDataset | None = None) -> PSTHBaseline:
+        """Average each condition's training trials; `val` is not needed (accepted for parity,
+        and checked like every estimator's: same neurons as `train`)."""
+        self._check_train(train)
+        self._check_val(train, val)
+        self._check_params()
         present = np.flatnonzero(train.trials_per_condition() > 0)
         mean = condition_means(train.counts.astype(np.float64) / train.bin_size, train.condition,
                                train.n_conditions)[present]
+        self._remember_data(train)
         self.psth_ = np.maximum(metrics.smooth(mean, self.smooth_sd / train.bin_size),
                                 self.min_rate)
-        self.conditions_ = train.conditions.iloc[present].reset_index(drop=True).copy()
-        self.bin_size_ = train.bin_size
-        self.unit_id_ = np.asarray(train.unit_id)
-        self.n_bins_ = train.n_bins
         return self
+
+    def _state_tensors(self) -> dict[str, np.ndarray]:
+        return {"psth": np.asarray(self.psth_, dtype=np.float64).copy()}
+
+    def _expected_tensors(self, n_units: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {"psth": ((len(self.conditions_), int(self.n_bins_ or 0), n_units),
+                         torch.float64)}
+
+    def _restore_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.psth_ = tensors["psth"].numpy()
 
     def predict_rates(self, ds: TrialDataset) -> np.ndarray:
         """Each trial's condition PSTH, (K, T, N) in Hz."""

@@ -4,35 +4,31 @@ JEDI (Jamkhandi, Korojy, Codol, Lajoie, Perich, 2026) fits one hierarchical mode
 conditions: each condition has a learned embedding ``e_c``; a hypernetwork maps it to the
 weights ``(M, U, b, x0)`` of a data-constrained RNN whose units are the recorded neurons, with
 connectivity ``J = M Uᵀ / N``. The condition lives in the weights, not in an input.
+
+The fitting loop, checks, checkpoints and saving are the estimator template's
+(`nwb_jedi.model.base.NeuronRNNEstimator`); this module says where each trial's weights come
+from (the hypernetwork of its condition's embedding, plus an optional per-trial offset) and
+how embeddings of new data are inferred with the network frozen.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
 import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from nwb_jedi._files import atomic_output
-from nwb_jedi._runtime import threads_for_step_size
-from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
-from nwb_jedi.errors import ModelFileError, UserError
-from nwb_jedi.model.base import NeuronRNNEstimator, present_conditions
+from nwb_jedi.errors import UserError
+from nwb_jedi.model.base import NeuronRNNEstimator
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
-from nwb_jedi.model.rnn import Readout, draw_noise, simulate
+from nwb_jedi.model.rnn import Readout, simulate
 from nwb_jedi.model.rnn import step as rnn_step
-from nwb_jedi.model.train import Checkpoint, fingerprint, run_training
 
 FORMAT_NAME = "nwb_jedi.JEDI"
-FORMAT_VERSION = 1
 
 
 class _JEDIModule(nn.Module):
@@ -123,6 +119,9 @@ class JEDI(NeuronRNNEstimator):
         Trial length (bins) of the training data: the default length of simulations.
     """
 
+    _format = FORMAT_NAME
+    _description = "JEDI fit"
+
     def __init__(
         self,
         embed_dim: int = 8,
@@ -166,7 +165,7 @@ class JEDI(NeuronRNNEstimator):
         self.progress = progress
 
     def _check_params(self) -> None:
-        self._check_common_params()
+        super()._check_params()
         for name in ("embed_dim", "hidden"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < 1:
@@ -183,16 +182,59 @@ class JEDI(NeuronRNNEstimator):
         self._check_fitted()
         return self.module_.embeddings.detach().cpu().numpy().copy()
 
-    def _build_module(self, n_conditions: int, n_units: int, n_offsets: int) -> _JEDIModule:
-        # Initialization draws from a private generator state so that fitting never depends
-        # on (or disturbs) the caller's global torch random state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            module = _JEDIModule(n_conditions, n_units, self.embed_dim, self.hidden, self.rank,
-                                 self.observation, n_offsets)
-        return module
+    def _remember_data(self, train: TrialDataset) -> None:
+        super()._remember_data(train)
+        self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
+                                  else np.asarray([], dtype=np.int64))
 
-    # ------------------------------------------------------------------ data plumbing
+    def _extra_config(self) -> dict[str, Any]:
+        return {"trial_offset_ids": [v.item() if isinstance(v, np.generic) else v
+                                     for v in np.asarray(self.trial_offset_ids_).tolist()]}
+
+    def _restore_extra_config(self, config: dict[str, Any]) -> None:
+        self.trial_offset_ids_ = np.asarray(config.get("trial_offset_ids", []))
+
+    # ------------------------------------------------------------------ template hooks
+    def _build_module(self, n_units: int) -> _JEDIModule:
+        return _JEDIModule(len(self.conditions_), n_units, self.embed_dim, self.hidden,
+                           self.rank, self.observation, len(self.trial_offset_ids_))
+
+    def _parameter_groups(self, train_network: bool = True) -> list[dict[str, Any]]:
+        """Embeddings (and trial offsets) at `embed_lr`; hypernetwork and readout at `lr`."""
+        module = self.module_
+        embed_params = [module.embeddings]
+        if module.trial_offsets.shape[0]:
+            embed_params.append(module.trial_offsets)
+        else:  # an empty tensor takes no gradient; DistributedDataParallel must not wait for one
+            module.trial_offsets.requires_grad_(False)
+        groups = [{"params": embed_params, "lr": self.embed_lr, "weight_decay": 0.0}]
+        if train_network:
+            groups.append({"params": self._network_parameters(), "lr": self.lr,
+                           "weight_decay": self.weight_decay})
+        return groups
+
+    def _network_parameters(self) -> list[nn.Parameter]:
+        return list(self.module_.hypernet.parameters()) + list(self.module_.readout.parameters())
+
+    def _trial_inputs(self, ds: TrialDataset) -> list[np.ndarray]:
+        return [self._condition_rows(ds), self._offset_index(ds)]
+
+    def _run_module(self, net: nn.Module, chunk: list[torch.Tensor], n_steps: int,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        condition, offset_index = chunk
+        noise_std = self.noise_std if noise is not None else 0.0
+        return net(condition, n_steps, self.alpha_, offset_index, noise_std, noise)
+
+    def _penalty(self, chunk: list[torch.Tensor]) -> torch.Tensor | float:
+        """L2 penalty on the fitted offsets of the minibatch's trials."""
+        offsets = self.module_.trial_offsets
+        if not offsets.shape[0]:
+            return 0.0
+        known = chunk[1][chunk[1] >= 0]
+        if not len(known):
+            return 0.0
+        return self.trial_penalty * offsets[known].pow(2).sum(-1).mean()
+
     def _unknown_condition_hint(self) -> str:
         return "fit embeddings for them first with model.infer_embeddings(dataset)"
 
@@ -204,153 +246,7 @@ class JEDI(NeuronRNNEstimator):
         lookup = {str(t): i for i, t in enumerate(ids)}
         return np.array([lookup.get(str(t), -1) for t in ds.trial_id])
 
-    def _run_module(self, chunk: list[torch.Tensor], n_steps: int) -> torch.Tensor:
-        condition, offset_index = chunk
-        return self.module_(condition, n_steps, self.alpha_, offset_index)
-
-    # ------------------------------------------------------------------ fitting
-    def fit(self, train: TrialDataset, val: TrialDataset | None = None, *,
-            checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 10,
-            resume: bool = False) -> JEDI:
-        """Fit embeddings, hypernetwork and readout to the training trials.
-
-        Parameters
-        ----------
-        train : TrialDataset
-            Trials to fit (typically ``ds.train``).
-        val : TrialDataset, optional
-            Trials for early stopping (typically ``ds.val``); without it, training stops when
-            the training loss stops improving.
-        checkpoint_dir : path, optional
-            Save a checkpoint (model, optimizer, random generators, epoch) there every
-            `checkpoint_every` epochs, atomically.
-        resume : bool
-            Continue from the checkpoint in `checkpoint_dir` when there is one; the result is
-            the same as an uninterrupted fit with the same seed.
-
-        Under ``torchrun`` (torch.distributed initialized), trials of every minibatch are
-        sharded across ranks and gradients all-reduced; the parameters equal those of a
-        single-process fit with the same global batch.
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        self._check_train(train)
-        self._check_rank(train)
-        self._check_tau(train)
-        if val is not None and val.n_trials == 0:
-            val = None
-        device = self._resolve_device()
-        self.bin_size_ = train.bin_size
-        self.n_bins_ = train.n_bins
-        self.unit_id_ = np.asarray(train.unit_id)
-        self.conditions_ = present_conditions(train)
-        self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
-                                  else np.asarray([], dtype=np.int64))
-        self.module_ = self._build_module(len(self.conditions_), train.n_units,
-                                          len(self.trial_offset_ids_))
-        self._init_readout(train)
-        self.module_.to(device)
-
-        checkpoint = None
-        if checkpoint_dir is not None:
-            # What defines the fit; not how long or where it runs, nor whether it shows
-            # progress, so a resumed fit may train longer or move to a GPU.
-            defining = {k: v for k, v in self.get_params().items()
-                        if k not in ("progress", "device", "max_epochs", "patience")}
-            checkpoint = Checkpoint(checkpoint_dir, checkpoint_every, resume, fingerprint(
-                defining, train.counts, train.condition, train.trial_id.astype(str),
-                None if val is None else val.counts))
-        start = time.perf_counter()
-        self.history_ = self._optimize(train, val, train_network=True, checkpoint=checkpoint)
-        self.resumed_from_epoch_ = checkpoint.loaded_epoch if checkpoint is not None else 0
-        self.fit_seconds_ = time.perf_counter() - start
-        self.n_epochs_ = len(self.history_["epoch"])
-        return self
-
-    def _optimize(self, train: TrialDataset, val: TrialDataset | None, *,
-                  train_network: bool, unit_mask: np.ndarray | None = None,
-                  max_epochs: int | None = None, description: str = "JEDI fit",
-                  checkpoint: Checkpoint | None = None) -> dict:
-        module = self.module_
-        device = next(module.parameters()).device
-        n_steps, n_units = train.n_bins, train.n_units
-        alpha = self.alpha_
-        targets = torch.as_tensor(self._targets(train), device=device)
-        condition = torch.as_tensor(self._condition_rows(train), device=device)
-        offsets = torch.as_tensor(self._offset_index(train), device=device)
-        mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
-                                                              device=device)
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-
-        network = list(module.hypernet.parameters()) + list(module.readout.parameters())
-        embed_params = [module.embeddings]
-        if module.trial_offsets.shape[0]:
-            embed_params.append(module.trial_offsets)
-        else:  # an empty tensor takes no gradient; DistributedDataParallel must not wait for one
-            module.trial_offsets.requires_grad_(False)
-        for p in network:
-            p.requires_grad_(train_network)
-        groups = [{"params": embed_params, "lr": self.embed_lr, "weight_decay": 0.0}]
-        if train_network:
-            groups.append({"params": network, "lr": self.lr, "weight_decay": self.weight_decay})
-        optimizer = torch.optim.Adam(groups)
-
-        def batch_loss(batch: np.ndarray, local: np.ndarray, net: nn.Module) -> torch.Tensor:
-            noise = None
-            if self.noise_std > 0:
-                noise = draw_noise(len(batch), n_steps, n_units, generator, device)[local]
-            idx = torch.as_tensor(batch[local], device=device)
-            out = net(condition[idx], n_steps, alpha, offsets[idx], self.noise_std, noise)
-            loss = self._loss(out, targets[idx], mask)
-            if module.trial_offsets.shape[0]:
-                known = offsets[idx][offsets[idx] >= 0]
-                if len(known):
-                    loss = loss + self.trial_penalty * module.trial_offsets[known].pow(2).sum(
-                        -1).mean()
-            return loss
-
-        val_loss = None
-        if val is not None:
-            val_targets = torch.as_tensor(self._targets(val), device=device)
-            val_condition = self._condition_rows(val)
-            val_offsets = self._offset_index(val)
-
-            def val_loss() -> float:
-                return self._chunked_loss([val_condition, val_offsets], val_targets, val.n_bins,
-                                          mask)
-
-        try:
-            with threads_for_step_size(self.batch_size * train.n_units):
-                return run_training(
-                    batch_loss, train.n_trials, optimizer,
-                    [p for g in groups for p in g["params"]], module,
-                    val_loss=val_loss,
-                    max_epochs=self.max_epochs if max_epochs is None else max_epochs,
-                    patience=self.patience, batch_size=self.batch_size,
-                    grad_clip=self.grad_clip, seed=self.seed, progress=self.progress,
-                    description=description, strata=condition.cpu().numpy(),
-                    generator=generator, checkpoint=checkpoint,
-                )
-        finally:
-            for p in network:
-                p.requires_grad_(True)
-
     # ------------------------------------------------------------------ using the fit
-    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
-        """Predicted firing rates in Hz, shape (K, T, N), for the trials of `ds`.
-
-        Trials whose condition the model knows use its embedding (plus the trial's own offset
-        when it was fitted with per-trial embeddings).
-        """
-        self._check_fitted()
-        self.check_compatible(ds)
-        output = self._forward_batches([self._condition_rows(ds), self._offset_index(ds)],
-                                       ds.n_bins)
-        return self._output_to_rates(output).astype(np.float32)
-
     def embed_trials(self, ds: TrialDataset) -> np.ndarray:
         """Each trial's embedding (K, d): its condition's, plus its own fitted offset when the
         model has per-trial embeddings and was fitted on that trial."""
@@ -423,17 +319,14 @@ class JEDI(NeuronRNNEstimator):
         if max_epochs is not None and (not isinstance(max_epochs, int | np.integer)
                                        or max_epochs < 1):
             raise UserError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+        val = self._check_val(ds, val)
         new = JEDI(**self.get_params())
         new.trial_embeddings = per_trial
-        new.bin_size_ = self.bin_size_
-        new.n_bins_ = self.n_bins_
-        new.unit_id_ = self.unit_id_
-        new.conditions_ = present_conditions(ds)
-        new.trial_offset_ids_ = (np.asarray(ds.trial_id) if per_trial
-                                 else np.asarray([], dtype=np.int64))
+        new._remember_data(ds)
+        # The new model is this network: its neurons, bin width and simulation length.
+        new.bin_size_, new.n_bins_, new.unit_id_ = self.bin_size_, self.n_bins_, self.unit_id_
         device = next(self.module_.parameters()).device
-        new.module_ = new._build_module(len(new.conditions_), self.n_units_,
-                                        len(new.trial_offset_ids_)).to(device)
+        new.module_ = new._new_module(self.n_units_).to(device)
         state = {k: v for k, v in self.module_.state_dict().items()
                  if k not in ("embeddings", "trial_offsets")}
         new.module_.load_state_dict(state, strict=False)
@@ -442,150 +335,17 @@ class JEDI(NeuronRNNEstimator):
             # neutral guess, and the same for all, so only the data separate them.
             new.module_.embeddings.copy_(self.module_.embeddings.mean(0, keepdim=True).expand(
                 len(new.conditions_), -1))
+        network = new._network_parameters()
+        for p in network:
+            p.requires_grad_(False)
         start = time.perf_counter()
-        new.history_ = new._optimize(ds, val, train_network=False, unit_mask=unit_mask,
-                                     max_epochs=max_epochs, description="JEDI embeddings")
+        try:
+            new.history_ = new._train(ds, val, new._parameter_groups(train_network=False),
+                                      unit_mask=unit_mask, max_epochs=max_epochs,
+                                      description="JEDI embeddings")
+        finally:
+            for p in network:
+                p.requires_grad_(True)
         new.fit_seconds_ = time.perf_counter() - start
         new.n_epochs_ = len(new.history_["epoch"])
         return new
-
-    # ------------------------------------------------------------------ persistence
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The fitted model as a JSON-able config and named numpy arrays (no pickle needed)."""
-        self._check_fitted()
-        config = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "params": {k: v for k, v in self.get_params().items() if k != "progress"},
-            "n_units": self.n_units_,
-            "bin_size": self.bin_size_,
-            "n_bins": self.n_bins_,
-            "unit_id": _jsonable_list(self.unit_id_),
-            "conditions": _table_to_json(self.conditions_),
-            "trial_offset_ids": _jsonable_list(self.trial_offset_ids_),
-            "history": {k: [_jsonable(v) for v in vals]
-                        for k, vals in getattr(self, "history_", {}).items()},
-            "versions": package_versions(),
-        }
-        tensors = {name: t.detach().cpu().numpy().copy()
-                   for name, t in self.module_.state_dict().items()}
-        return config, tensors
-
-    @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> JEDI:
-        """Rebuild a fitted model from `get_state` output, refusing anything malformed.
-
-        Raises
-        ------
-        ModelFileError
-            Unknown format or version, unknown hyperparameters, missing or unexpected tensors,
-            non-numeric (object) arrays, wrong shapes, or NaN/inf values.
-        """
-        if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-            raise ModelFileError("this is not a nwb_jedi JEDI model (its config names no "
-                                 f"'{FORMAT_NAME}' format)")
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"model format version {config.get('format_version')!r} is not "
-                                 f"supported by nwb_jedi {__version__} (which reads version "
-                                 f"{FORMAT_VERSION}); upgrade nwb_jedi")
-        params = dict(config.get("params", {}))
-        unknown = set(params) - set(cls._param_names())
-        if unknown:
-            raise ModelFileError(f"the model config has unknown hyperparameters "
-                                 f"{sorted(unknown)}; it was written by another nwb_jedi "
-                                 f"version")
-        try:
-            model = cls(**params)
-            model.device = "cpu"
-            model._check_params()
-            model.bin_size_ = float(config["bin_size"])
-            model.n_bins_ = int(config.get("n_bins") or 0) or None  # absent before 0.1.0 final
-            model.unit_id_ = np.asarray(config["unit_id"])
-            model.conditions_ = _table_from_json(config["conditions"])
-            model.trial_offset_ids_ = np.asarray(config.get("trial_offset_ids", []))
-            n_units = int(config["n_units"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelFileError(f"the model config is incomplete or malformed ({err}); the "
-                                 f"file is damaged or not a JEDI model") from None
-        module = model._build_module(len(model.conditions_), n_units,
-                                     len(model.trial_offset_ids_))
-        expected = module.state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        extra = sorted(set(tensors) - set(expected))
-        if missing or extra:
-            raise ModelFileError(f"the model's tensors do not match its config (missing: "
-                                 f"{missing[:5]}, unexpected: {extra[:5]}); the file is damaged")
-        state = {}
-        for name, ref in expected.items():
-            arr = tensors[name]
-            if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
-                kind = getattr(arr, "dtype", type(arr))
-                raise ModelFileError(f"tensor {name!r} has dtype {kind}, not floating point; "
-                                     f"refusing to load it")
-            if tuple(arr.shape) != tuple(ref.shape):
-                raise ModelFileError(f"tensor {name!r} has shape {tuple(arr.shape)}, expected "
-                                     f"{tuple(ref.shape)}; the file is damaged")
-            if not np.all(np.isfinite(arr)):
-                raise ModelFileError(f"tensor {name!r} contains NaN or infinite values; "
-                                     f"refusing to load it")
-            state[name] = torch.as_tensor(np.ascontiguousarray(arr), dtype=ref.dtype)
-        module.load_state_dict(state)
-        module.eval()
-        model.module_ = module
-        model.history_ = {k: list(v) for k, v in config.get("history", {}).items()}
-        model.n_epochs_ = len(model.history_.get("epoch", []))
-        return model
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write config + tensors + versions to one ``.npz`` file (no pickle), atomically."""
-        config, tensors = self.get_state()
-        with atomic_output(os.fspath(path)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, __config__=np.array(json.dumps(config)),
-                     **{f"tensor/{k}": v for k, v in tensors.items()})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> JEDI:
-        """Load a model written by `save`; never unpickles."""
-        path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                config = json.loads(str(data["__config__"]))
-                tensors = {k[len("tensor/"):]: data[k] for k in data.files
-                           if k.startswith("tensor/")}
-        except FileNotFoundError:
-            raise
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as err:
-            raise ModelFileError(f"{path} is not a readable nwb_jedi model file ({err})") \
-                from None
-        return cls.from_state(config, tensors)
-
-
-# ---------------------------------------------------------------------- helpers
-def package_versions() -> dict[str, str]:
-    """Versions recorded with every saved model."""
-    return {"nwb_jedi": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _jsonable_list(values) -> list:
-    return [_jsonable(v) for v in np.asarray(values).tolist()]
-
-
-def _table_to_json(table: pd.DataFrame) -> dict[str, Any]:
-    return {"columns": [str(c) for c in table.columns],
-            "rows": [[_jsonable(v) for v in row] for row in table.itertuples(index=False)]}
-
-
-def _table_from_json(data: dict[str, Any]) -> pd.DataFrame:
-    table = pd.DataFrame([list(r) for r in data["rows"]], columns=list(data["columns"]))
-    if "label" not in table.columns:
-        raise ValueError("the conditions table has no 'label' column")
-    return table
