@@ -1,7 +1,10 @@
 """The `nwb-jedi` command. Each subcommand lives in `nwb_jedi.commands.<name>`.
 
-A subcommand module provides ``register(subparsers)``, which adds its parser and sets
-``func`` to a callable taking the parsed arguments and returning an exit status.
+A subcommand module provides ``HELP`` (its one-line summary) and ``register(subparsers)``, which
+adds its parser and sets ``func`` to a callable taking the parsed arguments and returning an exit
+status. Only the subcommand being run registers its options: `fit` reads its defaults from the
+JEDI estimator's signature (which imports torch), and `nwb-jedi show` or `info` should not pay
+for that.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import sys
 from importlib import import_module
 
 from nwb_jedi._version import __version__
+from nwb_jedi.commands._options import slow_progress_in_logs
 from nwb_jedi.errors import UserError
 
 # Order is the order shown in `nwb-jedi --help`.
 COMMANDS = ["info", "fit", "show", "analyze", "predict", "simulate"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; `command` (default: every one) gets its full set of options, the
+    others only their name and summary."""
     parser = argparse.ArgumentParser(
         prog="nwb-jedi",
         description="Fit one JEDI model of population dynamics across all conditions of NWB "
@@ -27,13 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nwb-jedi {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        import_module(f"nwb_jedi.commands.{name}").register(subparsers)
+        module = import_module(f"nwb_jedi.commands.{name}")
+        if command is None or command == name:
+            module.register(subparsers)
+        else:
+            subparsers.add_parser(name, help=module.HELP)
     return parser
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (the first argument that is one), or None."""
+    return next((arg for arg in argv if arg in COMMANDS), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for errors the user can fix)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    slow_progress_in_logs()  # before building parsers: `fit`'s imports torch, hence tqdm
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

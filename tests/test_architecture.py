@@ -1,7 +1,7 @@
 """The package's layers import one way, with no cycle, lazy (function-level) imports included.
 
 Layers, lowest first (DESIGN §2): errors/_version/_files/_runtime → data → metrics →
-model | synthetic → analysis | io → datasets → commands/cli → the top-level facade. A module may
+model | synthetic → analysis | io → datasets → commands → cli → the top-level facade. A module may
 import from its own subpackage and from lower layers only; two subpackages on the same layer
 (model and synthetic, analysis and io) do not import each other. Inside the package nobody
 imports the top-level facade (`nwb_jedi/__init__.py`), which lazily re-exports everything.
@@ -23,8 +23,9 @@ LAYERS = {
     "model": 3, "synthetic": 3,
     "analysis": 4, "io": 4,
     "datasets": 5,
-    "commands": 6, "cli": 6,
-    "__main__": 7,
+    "commands": 6,
+    "cli": 7,
+    "__main__": 8,
 }
 FACADE = "nwb_jedi"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -42,13 +43,23 @@ def add_quiet_option(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars or progress messages (results are still printed)")
 
 
+def slow_progress_in_logs() -> None:
+    """When stderr is not a terminal (a log file), let progress bars redraw only every
+    `LOG_PROGRESS_INTERVAL_S` seconds.
+
+    tqdm reads its ``TQDM_<ARG>`` defaults from the environment when it is imported (torch
+    imports it), so the command line calls this before anything else; an explicit user
+    setting wins.
+    """
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL_S))
+
+
 def progress_enabled(quiet: bool) -> bool:
-    """Whether to show progress bars; slows them down when stderr is not a terminal."""
+    """Whether to show progress bars (and slow them down in logs)."""
     if quiet:
         return False
-    if not sys.stderr.isatty():
-        # tqdm reads TQDM_<ARG> defaults from the environment; an explicit user setting wins.
-        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL_S))
+    slow_progress_in_logs()
     return True
 
 
@@ -90,27 +101,7 @@ def mapper_kwargs(args: argparse.Namespace, default: dict[str, Any] | None = Non
     kwargs = dict(default or {})
     if getattr(args, "preset", None):
         kwargs.update(preset(args.preset))
-    if args.condition_by:
-        cols = [c.strip() for c in args.condition_by.split(",") if c.strip()]
-        kwargs["by"] = cols[0] if len(cols) == 1 else cols
-    if args.align:
-        kwargs["align"] = args.align
-    if getattr(args, "align_reference", None):
-        kwargs["align_reference"] = args.align_reference
-    if args.window:
-        kwargs["window"] = parse_window(args.window)
-    if args.bin_ms is not None:
-        if args.bin_ms <= 0:
-            raise UserError(f"--bin-ms must be positive, got {args.bin_ms:g}")
-        kwargs["bin_size"] = args.bin_ms / 1000.0
-    if args.trial_filter:
-        kwargs["trial_filter"] = args.trial_filter
-    if args.min_rate is not None:
-        if args.min_rate < 0:
-            raise UserError(f"--min-rate must be >= 0 Hz, got {args.min_rate:g}")
-        kwargs["min_rate_hz"] = args.min_rate
-    if args.exclude_heldout:
-        kwargs["exclude_heldout"] = True
+    kwargs.update(_explicit_mapper_flags(args))
     if "window" in kwargs:
         _check_bins(kwargs["window"], kwargs.get("bin_size", 0.02))
     missing = [flag for flag, key in (("--condition-by", "by"), ("--align", "align"),
@@ -119,6 +110,30 @@ def mapper_kwargs(args: argparse.Namespace, default: dict[str, Any] | None = Non
         raise UserError(f"say how trials map to conditions: give {', '.join(missing)} (or "
                         f"--preset NAME); `nwb-jedi info SOURCE` lists the trials columns")
     kwargs.setdefault("bin_size", 0.02)
+    return kwargs
+
+
+def _explicit_mapper_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The mapper settings given as flags, checked."""
+    kwargs: dict[str, Any] = {}
+    if args.condition_by:
+        cols = [c.strip() for c in args.condition_by.split(",") if c.strip()]
+        kwargs["by"] = cols[0] if len(cols) == 1 else cols
+    for flag in ("align", "align_reference", "trial_filter"):
+        if getattr(args, flag, None):
+            kwargs[flag] = getattr(args, flag)
+    if args.window:
+        kwargs["window"] = parse_window(args.window)
+    if args.bin_ms is not None:
+        if args.bin_ms <= 0:
+            raise UserError(f"--bin-ms must be positive, got {args.bin_ms:g}")
+        kwargs["bin_size"] = args.bin_ms / 1000.0
+    if args.min_rate is not None:
+        if args.min_rate < 0:
+            raise UserError(f"--min-rate must be >= 0 Hz, got {args.min_rate:g}")
+        kwargs["min_rate_hz"] = args.min_rate
+    if args.exclude_heldout:
+        kwargs["exclude_heldout"] = True
     return kwargs
 
 
@@ -154,3 +169,80 @@ def preset_asset(preset_name: str | None, source: str | None) -> str | None:
         return None
     parsed = parse_source(source)
     return pattern if parsed.kind == "dandi" and not parsed.asset_path else None
+
+
+# ---------------------------------------------------------------------------------- model
+# CLI flag -> (JEDI hyperparameter, type, unit factor from the flag to the hyperparameter,
+# metavar, help).
+# Defaults are not written here: they are read from the estimator's signature, their one source.
+MODEL_OPTIONS: dict[str, tuple[str, type, float, str, str]] = {
+    "--rank": ("rank", int, 1, "R", "rank R of each condition's connectivity J = M Uᵀ / N: higher "
+               "lets each condition's dynamics be richer but needs more data; low rank is what "
+               "keeps embeddings robust and makes spectra cheap"),
+    "--embed-dim": ("embed_dim", int, 1, "D", "size of each condition's embedding: room to tell "
+                    "conditions apart (a few per independent behavioral variable)"),
+    "--hidden": ("hidden", int, 1, "H", "width of the hypernetwork's two hidden layers: how "
+                 "nonlinear the map from embedding to weights may be"),
+    "--tau-ms": ("tau", float, 1e-3, "MS", "time constant of the units in ms (at least the bin "
+                 "width): longer gives slower, smoother dynamics"),
+    "--trial-penalty": ("trial_penalty", float, 1, "X", "L2 penalty on per-trial embedding offsets "
+                        "(with --trial-embeddings)"),
+    "--noise": ("noise_std", float, 1, "SD", "standard deviation of the process noise during "
+                "training (regularizes the dynamics; none when predicting)"),
+    "--lr": ("lr", float, 1, "LR", "Adam learning rate of the hypernetwork and readout"),
+    "--embed-lr": ("embed_lr", float, 1, "LR", "Adam learning rate of the embeddings"),
+    "--weight-decay": ("weight_decay", float, 1, "X", "weight decay of the network parameters"),
+    "--batch-size": ("batch_size", int, 1, "K", "trials per minibatch"),
+    "--epochs": ("max_epochs", int, 1, "N", "most training epochs: a budget; the fit stops earlier "
+                 "when the validation loss stops improving (--patience)"),
+    "--patience": ("patience", int, 1, "N", "epochs without validation improvement before the fit "
+                   "stops and returns its best state"),
+    "--seed": ("seed", int, 1, "S", "seed of the split, initialization, minibatches and noise: the "
+               "same command with the same seed gives the same model"),
+}
+
+
+def add_model_options(parser: argparse.ArgumentParser, estimator: type) -> None:
+    """The estimator's hyperparameters as options, their defaults read from its signature."""
+    defaults = estimator.default_params()
+    group = parser.add_argument_group("model")
+    for flag, (name, kind, factor, metavar, text) in MODEL_OPTIONS.items():
+        default = defaults[name]
+        shown = default / factor if factor != 1 else default
+        group.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar,
+                           help=f"{text} (default {shown:g})")
+    group.add_argument("--observation", choices=["poisson", "gaussian"], default=None,
+                       help=f"Poisson likelihood on spike counts, or Gaussian on smoothed "
+                            f"normalized rates (the paper's dRNN setting) (default "
+                            f"{defaults['observation']})")
+    group.add_argument("--trial-embeddings", action="store_true", default=None,
+                       help="also learn a per-trial embedding offset (default: off)")
+    group.add_argument("--device", default=None,
+                       help=f"auto (CUDA when available), cpu or cuda (default "
+                            f"{defaults['device']})")
+
+
+# Hyperparameters that must be >= 0 (the other numbers must be > 0; counts >= 1).
+_MAY_BE_ZERO = {"seed", "noise_std", "weight_decay", "trial_penalty"}
+MAX_SEED = 2**32 - 1
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The estimator keyword arguments the user gave (others keep the estimator's defaults),
+    each checked under its flag's name."""
+    kwargs = {}
+    for flag, (name, _kind, factor, _metavar, _text) in MODEL_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
+            bound = (">= 0" if name in _MAY_BE_ZERO else
+                     "a positive integer" if isinstance(value, int) else "positive")
+            raise UserError(f"{flag} must be {bound}, got {value:g}")
+        if name == "seed" and value > MAX_SEED:
+            raise UserError(f"--seed must be at most {MAX_SEED}, got {value}")
+        kwargs[name] = value * factor if factor != 1 else value
+    for name in ("observation", "trial_embeddings", "device"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
+    return kwargs

@@ -28,9 +28,12 @@ FIGURES = {
 }
 
 
+HELP = "fixed points, spectra, embeddings and fit figures of a fitted file"
+
+
 def register(subparsers) -> None:
     parser = make_friendly(subparsers.add_parser(
-        "analyze", help="fixed points, spectra, embeddings and fit figures of a fitted file",
+        "analyze", help=HELP,
         description="Load the JEDI model and the data stored in an NWB file written by "
                     "`nwb-jedi fit` (or `write_results`), analyse each condition's dynamics "
                     "(eigenvalues of J, Jacobian spectra along the trajectory, fixed points), "

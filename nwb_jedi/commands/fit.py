@@ -9,10 +9,12 @@ import time
 
 from nwb_jedi.commands._options import (
     add_mapper_options,
+    add_model_options,
     add_quiet_option,
     add_source_options,
     make_friendly,
     mapper_kwargs,
+    model_kwargs,
     preset_asset,
     progress_enabled,
 )
@@ -28,9 +30,12 @@ EXAMPLES = """examples:
 """
 
 
+HELP = "fit one JEDI model across all conditions and write it to NWB"
+
+
 def register(subparsers) -> None:
     parser = make_friendly(subparsers.add_parser(
-        "fit", help="fit one JEDI model across all conditions and write it to NWB",
+        "fit", help=HELP,
         description="Fit one JEDI model across all conditions of a session and write the "
                     "fitted model and its results into an NWB file. With no SOURCE, fits the "
                     "embedded monkey PMd reaching data (Yu et al. 2009).",
@@ -40,25 +45,16 @@ def register(subparsers) -> None:
                              "dandi:// URL or a dandiset ID (default: embedded data)")
     add_source_options(parser)
     add_mapper_options(parser)
-    model = parser.add_argument_group("model")
-    model.add_argument("--rank", type=int, default=6, help="rank of J (default 6)")
-    model.add_argument("--embed-dim", type=int, default=8, help="embedding size (default 8)")
-    model.add_argument("--hidden", type=int, default=128, help="hypernetwork width")
-    model.add_argument("--tau-ms", type=float, default=100.0,
-                       help="unit time constant (ms, default 100)")
-    model.add_argument("--observation", choices=["poisson", "gaussian"], default="poisson")
-    model.add_argument("--trial-embeddings", action="store_true",
-                       help="also learn a per-trial embedding offset")
-    model.add_argument("--epochs", type=int, default=500, help="maximum epochs (default 500)")
-    model.add_argument("--patience", type=int, default=100,
-                       help="early-stopping patience (default 100)")
-    model.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    model.add_argument("--seed", type=int, default=0, help="seed of split, init and noise")
-    model.add_argument("--checkpoint", metavar="DIR",
-                       help="save a resumable checkpoint to DIR every --checkpoint-every epochs")
-    model.add_argument("--checkpoint-every", type=int, default=10, metavar="N")
-    model.add_argument("--resume", action="store_true",
-                       help="continue from the checkpoint in --checkpoint DIR")
+    from nwb_jedi.model.jedi import JEDI
+
+    add_model_options(parser, JEDI)
+    resume = parser.add_argument_group("checkpoints")
+    resume.add_argument("--checkpoint", metavar="DIR",
+                        help="save a resumable checkpoint to DIR every --checkpoint-every epochs")
+    resume.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                        help="epochs between checkpoints (default 10)")
+    resume.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint in --checkpoint DIR")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default="jedi_fit.nwb", metavar="FILE",
                      help="output NWB file (default jedi_fit.nwb)")
@@ -90,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise UserError(f"the directory of --out ({out_dir}) does not exist; create it first")
-    for name, value in (("--epochs", args.epochs), ("--patience", args.patience),
-                        ("--checkpoint-every", args.checkpoint_every)):
-        if value < 1:
-            raise UserError(f"{name} must be a positive integer, got {value}")
-    JEDI(device=args.device)._resolve_device()  # an unusable --device fails here, not later
+    if args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be a positive integer, got "
+                        f"{args.checkpoint_every}")
+    model = JEDI(**model_kwargs(args), progress=progress)
+    model._check_params()  # bad hyperparameters fail here, before any data is read
+    model._resolve_device()  # as does an unusable --device
     # Under torchrun every rank runs this command; rank 0 alone writes files and prints.
-    init_from_env("cuda" if args.device.startswith("cuda") else "cpu")
+    init_from_env("cuda" if str(model.device).startswith("cuda") else "cpu")
     main = is_main_process()
     if os.path.exists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
@@ -117,16 +114,12 @@ def run(args: argparse.Namespace) -> int:
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
     session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress)
-    mapper = ConditionMapper(**mapper_kwargs(args, default), seed=args.seed,
+    mapper = ConditionMapper(**mapper_kwargs(args, default), seed=model.seed,
                              verbose=not quiet)
     ds = mapper.build(session)
     say(f"data: {ds}")
 
-    model = JEDI(rank=args.rank, embed_dim=args.embed_dim, hidden=args.hidden,
-                 tau=args.tau_ms / 1000.0, observation=args.observation,
-                 trial_embeddings=args.trial_embeddings, max_epochs=args.epochs,
-                 patience=args.patience, device=args.device, seed=args.seed,
-                 progress=progress)
+    model.progress = progress
     model.fit(ds.train, ds.val, checkpoint_dir=args.checkpoint,
               checkpoint_every=args.checkpoint_every, resume=args.resume)
     if not main:

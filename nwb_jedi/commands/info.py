@@ -18,9 +18,12 @@ from nwb_jedi.commands._options import add_source_options
 MAX_CONDITION_VALUES = 40  # more distinct values than this does not look like a condition
 
 
+HELP = "show units, trials columns and behavior of an NWB file"
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "info", help="show units, trials columns and behavior of an NWB file",
+        "info", help=HELP,
         description="Show the subject, session, units, the trials table's columns (which look "
                     "like conditions, which like event times) and the behavior series of an "
                     "NWB file, local or on DANDI.",

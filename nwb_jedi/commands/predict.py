@@ -26,9 +26,12 @@ _MAPPER_KEYS = ("by", "align", "align_reference", "window", "bin_size", "trial_f
                 "unit_filter", "min_rate_hz", "exclude_heldout", "smooth_sd", "split", "seed")
 
 
+HELP = "apply a shared JEDI model to another session"
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "predict", help="apply a shared JEDI model to another session",
+        "predict", help=HELP,
         description="Apply a JEDI model stored in an NWB file to another session with the "
                     "same neurons: build its trials with the model's mapper settings (flags "
                     "override them), infer condition embeddings with the network frozen, "

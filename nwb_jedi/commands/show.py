@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+HELP = "summarize a JEDI model stored in an NWB file"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "show", help="summarize a JEDI model stored in an NWB file",
+        "show", help=HELP,
         description="Print the source, conditions, metrics, configuration and software "
                     "versions of a JEDI model written by `nwb-jedi fit` or `predict`. Reads "
                     "with h5py only; nothing from the file is executed.",

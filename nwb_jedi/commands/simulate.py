@@ -17,9 +17,12 @@ EXAMPLES = """examples:
 """
 
 
+HELP = "write a synthetic ground-truth dataset as NWB (MC_Maze layout)"
+
+
 def register(subparsers) -> None:
     parser = make_friendly(subparsers.add_parser(
-        "simulate", help="write a synthetic ground-truth dataset as NWB (MC_Maze layout)",
+        "simulate", help=HELP,
         description="Train (or load from the cache) a teacher RNN on cognitive tasks, record "
                     "Poisson spikes of its units across every task condition, and write them "
                     "as an NWB file in the NLB MC_Maze layout: trial_type = task, "

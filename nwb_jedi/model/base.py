@@ -348,6 +348,8 @@ class NeuronRNNEstimator(Estimator):
                 raise UserError(f"{name} must be a positive number, got {value!r}")
         if self.noise_std < 0:
             raise UserError("noise_std must be >= 0")
+        if not isinstance(self.seed, int | np.integer) or not 0 <= self.seed < 2**32:
+            raise UserError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
 
     def _check_fit_data(self, train: TrialDataset, val: TrialDataset | None
                         ) -> TrialDataset | None:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nwb_jedi._files import atomic_output
 from nwb_jedi.errors import UserError
@@ -159,81 +158,115 @@ def run_training(
     rank's loss is weighted by its share of the global batch, so the update equals that of one
     process on the whole batch.
     """
+    from tqdm.auto import tqdm  # here, not at import: the CLI sets tqdm's defaults first
+
     parameters = [p for p in parameters if p.requires_grad]
     rank, world = rank_and_world()
     net: torch.nn.Module = module
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(module)
     rng = np.random.default_rng(seed)
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
-    best = math.inf
-    best_state = copy.deepcopy(module.state_dict())
-    stale = 0
-    first_epoch = 0
+    state = _Progress(module)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        module.load_state_dict(saved["module"])
-        optimizer.load_state_dict(saved["optimizer"])
-        rng.bit_generator.state = json.loads(saved["numpy_rng"])
-        if generator is not None and "torch_rng" in saved:
-            generator.set_state(saved["torch_rng"])
-        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
-        history = saved["history"]
-        first_epoch = saved["epoch"]
-    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
-    bar = tqdm(range(first_epoch, max_epochs), desc=description,
+        state.resume(saved, optimizer, rng, generator)
+    start = time.perf_counter() - (state.history["seconds"][-1] if state.history["seconds"]
+                                   else 0.0)
+    bar = tqdm(range(state.epoch, max_epochs), desc=description,
                disable=not (progress and rank == 0), leave=False, dynamic_ncols=True)
     for epoch in bar:
-        if stale >= patience:
+        if state.stale >= patience:
             break
         module.train()
-        total, count = 0.0, 0
-        for batch in minibatches(n_items, batch_size, rng):
-            local = shard(batch, strata, rank, world)
-            weight = len(local) / len(batch) * world
-            if len(local) == 0:  # more ranks than trials in this batch: join with zero weight
-                local, weight = np.arange(1), 0.0
-            optimizer.zero_grad(set_to_none=True)
-            loss = batch_loss(batch, local, net)
-            (loss * weight).backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-            optimizer.step()
-            total += float(loss.detach()) * len(local) * (weight > 0)
-            count += len(local) * (weight > 0)
-        total, count = all_reduce_sum([total, count])
-        train_loss = total / max(count, 1)
+        train_loss = _train_epoch(batch_loss, net, optimizer, parameters, grad_clip,
+                                  minibatches(n_items, batch_size, rng), strata, rank, world)
         module.eval()
-        monitored = train_loss
         current_val = float("nan")
         if val_loss is not None:
             with torch.no_grad():
                 current_val = float(val_loss())
-            monitored = current_val
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(train_loss)
-        history["val_loss"].append(current_val)
-        history["seconds"].append(time.perf_counter() - start)
+        state.record(epoch + 1, train_loss, current_val, time.perf_counter() - start)
         if not math.isfinite(train_loss):
             break  # diverged: keep the best state seen so far
-        if monitored < best - 1e-6 * abs(best) or (math.isinf(best) and
-                                                   math.isfinite(monitored)):
-            best = monitored
-            best_state = copy.deepcopy(module.state_dict())
-            stale = 0
-        else:
-            stale += 1
-        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}", best=f"{best:.4f}",
-                        refresh=False)  # redraws follow tqdm's mininterval
+        state.update(current_val if val_loss is not None else train_loss)
+        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}",
+                        best=f"{state.best:.4f}", refresh=False)  # redraws follow mininterval
         if checkpoint is not None and (epoch + 1) % checkpoint.every == 0:
-            checkpoint.save({
-                "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "numpy_rng": json.dumps(rng.bit_generator.state),
-                **({"torch_rng": generator.get_state()} if generator is not None else {}),
-                "best": best, "best_state": best_state, "stale": stale, "history": history,
-                "epoch": epoch + 1,
-            })
+            checkpoint.save(state.snapshot(optimizer, rng, generator))
     bar.close()
-    module.load_state_dict(best_state)
+    module.load_state_dict(state.best_state)
     module.eval()
-    return history
+    return state.history
+
+
+def _train_epoch(batch_loss, net, optimizer, parameters, grad_clip, batches, strata, rank,
+                 world) -> float:
+    """One pass over the minibatches; returns the mean training loss over all ranks."""
+    total, count = 0.0, 0
+    for batch in batches:
+        local = shard(batch, strata, rank, world)
+        weight = len(local) / len(batch) * world
+        if len(local) == 0:  # more ranks than trials in this batch: join with zero weight
+            local, weight = np.arange(1), 0.0
+        optimizer.zero_grad(set_to_none=True)
+        loss = batch_loss(batch, local, net)
+        (loss * weight).backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(local) * (weight > 0)
+        count += len(local) * (weight > 0)
+    total, count = all_reduce_sum([total, count])
+    return total / max(count, 1)
+
+
+class _Progress:
+    """What a fit has done so far: history, best monitored loss and state, staleness."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [],
+                                          "seconds": []}
+        self.best = math.inf
+        self.best_state = copy.deepcopy(module.state_dict())
+        self.stale = 0
+        self.epoch = 0
+
+    def record(self, epoch: int, train_loss: float, val_loss: float, seconds: float) -> None:
+        self.epoch = epoch
+        for key, value in (("epoch", epoch), ("train_loss", train_loss), ("val_loss", val_loss),
+                           ("seconds", seconds)):
+            self.history[key].append(value)
+
+    def update(self, monitored: float) -> None:
+        """Keep the state when the monitored loss improved, else count a stale epoch."""
+        if monitored < self.best - 1e-6 * abs(self.best) or (math.isinf(self.best) and
+                                                             math.isfinite(monitored)):
+            self.best = monitored
+            self.best_state = copy.deepcopy(self.module.state_dict())
+            self.stale = 0
+        else:
+            self.stale += 1
+
+    def snapshot(self, optimizer, rng: np.random.Generator,
+                 generator: torch.Generator | None) -> dict[str, Any]:
+        """Everything a resumed fit needs to continue exactly."""
+        return {
+            "module": self.module.state_dict(), "optimizer": optimizer.state_dict(),
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+            **({"torch_rng": generator.get_state()} if generator is not None else {}),
+            "best": self.best, "best_state": self.best_state, "stale": self.stale,
+            "history": self.history, "epoch": self.epoch,
+        }
+
+    def resume(self, saved: dict[str, Any], optimizer, rng: np.random.Generator,
+               generator: torch.Generator | None) -> None:
+        self.module.load_state_dict(saved["module"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        if generator is not None and "torch_rng" in saved:
+            generator.set_state(saved["torch_rng"])
+        self.best, self.best_state, self.stale = saved["best"], saved["best_state"], \
+            saved["stale"]
+        self.history = saved["history"]
+        self.epoch = saved["epoch"]

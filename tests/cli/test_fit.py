@@ -162,3 +162,38 @@ def test_help_of_every_subcommand_shows_an_example(command, capsys):
     assert "examples:" in stdout
     example = stdout.split("examples:")[1]
     assert f"nwb-jedi {command}" in example
+
+
+def test_help_shows_the_estimators_own_defaults(capsys):
+    import re
+
+    from nwb_jedi.commands._options import MODEL_OPTIONS
+    from nwb_jedi.model.jedi import JEDI
+
+    rc, stdout, _ = run_cli(["fit", "--help"], capsys)
+    assert rc == 0
+    text = " ".join(stdout.split())
+    defaults = JEDI.default_params()
+    for flag, (name, _kind, factor, metavar, _help) in MODEL_OPTIONS.items():
+        shown = re.search(rf"{flag} {metavar} .*?\(default ([^)]+)\)", text)
+        assert shown, flag
+        assert float(shown.group(1)) == pytest.approx(defaults[name] / factor), flag
+
+
+def test_every_hyperparameter_flag_reaches_the_estimator(tmp_path, capsys):
+    from nwb_jedi.io.write import load_model
+
+    out = tmp_path / "fit.nwb"
+    rc, _, err = run_cli(["fit", "--epochs", "1", "--hidden", "16", "--embed-dim", "4",
+                          "--rank", "3", "--tau-ms", "80", "--lr", "0.005", "--embed-lr", "0.02",
+                          "--noise", "0", "--batch-size", "32", "--weight-decay", "1e-4",
+                          "--trial-embeddings", "--trial-penalty", "0.1", "--patience", "7",
+                          "--seed", "3", "--observation", "poisson", "--device", "cpu",
+                          "--out", str(out), "--quiet"], capsys)
+    assert rc == 0, err
+    params = load_model(out).get_params()
+    expected = dict(max_epochs=1, hidden=16, embed_dim=4, rank=3, tau=0.08, lr=0.005,
+                    embed_lr=0.02, noise_std=0.0, batch_size=32, weight_decay=1e-4,
+                    trial_embeddings=True, trial_penalty=0.1, patience=7, seed=3)
+    for name, value in expected.items():
+        assert params[name] == pytest.approx(value), name
