@@ -23,15 +23,10 @@ left with fewer than 2 trials (dropped, not an error, because a split needs 2 pe
 Settings
 --------
 `ConditionMapper.to_settings` gives every argument that defines the dataset as plain JSON
-values; `ConditionMapper.from_settings` builds an equal mapper from them (also after a JSON round
-trip). `build` records them in the dataset's provenance, which is how `nwb-jedi predict`
-rebuilds a fitted model's mapper exactly. JSON has no tuples and JSON writers may sort object
-keys, so `by` is stored in list forms: ``("reach_angle", 8)`` as ``["reach_angle", 8]`` (a list
-whose second item is not a column name) and ``{"maze": None, "reach_angle": 8}`` as
-``[["maze", None], ["reach_angle", 8]]`` (the pairs keep the order of the condition columns).
-Callables cannot be stored: `to_settings` refuses them, and a dataset built with one records
-that setting as None with the callable's name under ``"callables"``, which `from_settings`
-refuses unless the setting is given again.
+values; `ConditionMapper.from_settings` builds an equal mapper from them (also after a JSON
+round trip). `build` records them in the dataset's provenance, which is how `nwb-jedi predict`
+rebuilds a fitted model's mapper exactly. The stored forms (tuples, dict `by`, callables) are
+described in `nwb_jedi.data.mapper_settings`.
 """
 
 from __future__ import annotations
@@ -55,26 +50,18 @@ from nwb_jedi.data.binning import (
     windows_within,
 )
 from nwb_jedi.data.dataset import SPLIT_NAMES, TrialDataset
+from nwb_jedi.data.mapper_settings import (
+    CALLABLE_ALTERNATIVES,
+    SETTINGS,
+    decode_settings,
+    plain_by,
+    to_plain,
+)
 from nwb_jedi.data.provenance import MapperReport, Provenance
 from nwb_jedi.data.session import Session
 from nwb_jedi.errors import UserError
 
 logger = logging.getLogger("nwb_jedi")
-
-
-#: The settings that define a dataset, in the constructor's order (`verbose` only prints).
-SETTINGS = ("by", "align", "window", "bin_size", "align_reference", "trial_filter",
-            "unit_filter", "min_rate_hz", "exclude_heldout", "smooth_sd", "split", "seed",
-            "behavior")
-#: Settings without a default.
-REQUIRED_SETTINGS = ("by", "align", "window", "bin_size")
-#: The settings that may be callables, and what to give instead where a callable cannot go.
-CALLABLE_ALTERNATIVES = {
-    "by": "a column name, a list of names, a (column, bins) pair or a {column: bins} dict",
-    "align": "the name of a trials-table column of event times",
-    "trial_filter": "a pandas query string or a {column: values} dict",
-    "unit_filter": "a pandas query string on the units table",
-}
 
 
 class ConditionMapper:
@@ -160,7 +147,7 @@ class ConditionMapper:
             raise UserError(f"{name} is a callable ({function}), which cannot be stored as "
                             f"settings; give {name} as {CALLABLE_ALTERNATIVES[name]} instead")
         settings = self._plain_settings()
-        _decode_settings(settings)  # refuse here what from_settings could not read back
+        decode_settings(settings)  # refuse here what from_settings could not read back
         return settings
 
     @classmethod
@@ -179,7 +166,7 @@ class ConditionMapper:
             dataset was built and is not given again, or a window that is not a whole number
             of bins.
         """
-        kwargs = _decode_settings(settings)
+        kwargs = decode_settings(settings)
         try:
             return cls(**kwargs, verbose=verbose)
         except ValueError as err:  # the window is not a whole number of bins
@@ -192,10 +179,10 @@ class ConditionMapper:
 
     def _plain_settings(self, without: Sequence[str] = ()) -> dict[str, Any]:
         """The settings as plain values, in `to_settings` form; `without` become None."""
-        settings = {name: None if name in without else _plain(getattr(self, name))
+        settings = {name: None if name in without else to_plain(getattr(self, name))
                     for name in SETTINGS}
         if "by" not in without:
-            settings["by"] = _plain_by(self.by)
+            settings["by"] = plain_by(self.by)
         return settings
 
     def _recorded_settings(self) -> dict[str, Any]:
@@ -590,190 +577,3 @@ def _drop_rare_conditions(selection: _Selection) -> None:
     if rare:
         selection.report.conditions_dropped = sorted(str(r) for r in rare)
         selection.drop(np.array([v not in rare for v in labels]), "condition with < 2 trials")
-
-
-# ---------------------------------------------------------------------------------- settings
-def _plain(value) -> Any:
-    """`value` with numpy scalars/arrays, tuples and sets turned into JSON's plain types."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        try:
-            return sorted(_plain(v) for v in value)
-        except TypeError:  # values of mixed types: any order selects the same trials
-            return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _plain_by(by) -> Any:
-    """`by` in its stored form: dicts as [column, bins] pairs, which keep the column order."""
-    if isinstance(by, Mapping):
-        return [[column, _plain(bins)] for column, bins in by.items()]
-    return _plain(by)
-
-
-def _decode_settings(settings: Any) -> dict[str, Any]:
-    """ConditionMapper keyword arguments from settings; UserError on anything malformed."""
-    if not isinstance(settings, Mapping):
-        raise UserError(f"mapper settings must be a dict of ConditionMapper settings, got "
-                        f"{type(settings).__name__}")
-    unknown = sorted(str(k) for k in settings if k not in _DECODERS and k != "callables")
-    if unknown:
-        raise UserError(f"unknown mapper setting(s) {', '.join(unknown)}; the settings are "
-                        f"{', '.join(SETTINGS)}")
-    _refuse_recorded_callables(settings)
-    missing = [k for k in REQUIRED_SETTINGS if settings.get(k) is None]
-    if missing:
-        raise UserError(f"mapper settings lack {', '.join(missing)}; give them (how trials map "
-                        f"to conditions and are binned)")
-    return {k: _DECODERS[k](k, v) for k, v in settings.items() if k != "callables"}
-
-
-def _refuse_recorded_callables(settings: Mapping[str, Any]) -> None:
-    """A setting recorded as a callable must be given again as a plain value."""
-    recorded = settings.get("callables") or {}
-    if not isinstance(recorded, Mapping) or not all(
-            k in CALLABLE_ALTERNATIVES and isinstance(v, str) for k, v in recorded.items()):
-        raise UserError(f"mapper setting 'callables' must map {', '.join(CALLABLE_ALTERNATIVES)} "
-                        f"to the names of the callables they were, got {recorded!r}")
-    for name, function in recorded.items():
-        if settings.get(name) is None:
-            raise UserError(f"{name} was a callable ({function}) when the dataset was built, "
-                            f"and a callable cannot be stored; give {name} again as "
-                            f"{CALLABLE_ALTERNATIVES[name]}")
-
-
-def _wrong(name: str, expected: str, value) -> UserError:
-    return UserError(f"mapper setting {name!r} must be {expected}, got {value!r}")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and \
-        bool(np.isfinite(value))
-
-
-def _text(name: str, value, optional: bool = True) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise _wrong(name, "a non-empty string" + (" or None" if optional else ""), value)
-    return value
-
-
-def _number(name: str, value, optional: bool = True) -> float | int | None:
-    if value is None and optional:
-        return None
-    if not _is_number(value) or value < 0:
-        raise _wrong(name, "a finite number >= 0" + (" or None" if optional else ""), value)
-    return value
-
-
-def _numbers(name: str, value, length: int | None = None) -> tuple:
-    ok = isinstance(value, list | tuple) and all(_is_number(v) for v in value)
-    if not ok or (length is not None and len(value) != length):
-        size = f"{length} " if length is not None else ""
-        raise _wrong(name, f"a list of {size}finite numbers", value)
-    return tuple(value)
-
-
-def _decode_by(name: str, value) -> Any:
-    expected = ("a column name, a list of names, [column, bins], [[column, bins], ...] or a "
-                "{column: bins} dict")
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, Mapping) and value and all(isinstance(k, str) for k in value):
-        return {k: _decode_bins(k, v) for k, v in value.items()}
-    if not isinstance(value, list | tuple) or not value:
-        raise _wrong(name, expected, value)
-    if all(isinstance(v, str) for v in value):
-        return list(value)
-    if len(value) == 2 and isinstance(value[0], str):
-        return (value[0], _decode_bins(value[0], value[1]))
-    pairs = all(isinstance(v, list | tuple) and len(v) == 2 and isinstance(v[0], str)
-                for v in value)
-    if not pairs or len({v[0] for v in value}) != len(value):
-        raise _wrong(name, expected + " (each column once)", value)
-    return {v[0]: _decode_bins(v[0], v[1]) for v in value}
-
-
-def _decode_bins(column: str, bins) -> Any:
-    """None (the column as it is), a number of bins, or a list of bin edges."""
-    if bins is None or (isinstance(bins, int) and not isinstance(bins, bool)):
-        return bins
-    return list(_numbers(f"by[{column!r}] bins", bins))
-
-
-def _decode_bin_size(name: str, value) -> float:
-    if not _is_number(value) or value <= 0:
-        raise _wrong(name, "a positive number of seconds", value)
-    return value
-
-
-def _decode_trial_filter(name: str, value) -> str | dict | None:
-    """None, a pandas query string, or {column: a value or a list of values}."""
-    if value is None or isinstance(value, str):
-        return _text(name, value)
-
-    def plain_value(v) -> bool:
-        return v is None or isinstance(v, str | bool) or _is_number(v)
-
-    ok = isinstance(value, Mapping) and all(
-        isinstance(k, str) and (plain_value(v) or (isinstance(v, list | tuple)
-                                                   and all(plain_value(x) for x in v)))
-        for k, v in value.items())
-    if not ok:
-        raise _wrong(name, "None, a query string or a {column: value or list of values} dict",
-                     value)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-
-
-def _decode_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise _wrong(name, "true or false", value)
-    return value
-
-
-def _decode_split(name: str, value) -> str | tuple:
-    if isinstance(value, str) and value:
-        return value
-    if not isinstance(value, list | tuple):
-        raise _wrong(name, "(train, val, test) fractions or the name of a split column", value)
-    return _numbers(name, value, 3)
-
-
-def _decode_seed(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _wrong(name, "an integer", value)
-    return value
-
-
-def _decode_behavior(name: str, value) -> bool | list[str]:
-    if isinstance(value, bool):
-        return value
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise _wrong(name, "true, false or a list of behavior names", value)
-    return list(value)
-
-
-#: How `from_settings` reads each setting: a function (name, value) -> the constructor's value.
-_DECODERS: dict[str, Callable[[str, Any], Any]] = {
-    "by": _decode_by,
-    "align": lambda name, value: _text(name, value, optional=False),
-    "window": lambda name, value: _numbers(name, value, 2),
-    "bin_size": _decode_bin_size,
-    "align_reference": _text,
-    "trial_filter": _decode_trial_filter,
-    "unit_filter": _text,
-    "min_rate_hz": _number,
-    "exclude_heldout": _decode_bool,
-    "smooth_sd": _number,
-    "split": _decode_split,
-    "seed": _decode_seed,
-    "behavior": _decode_behavior,
-}
