@@ -15,6 +15,12 @@ DANDI_000006 = DATA_DIR / "sub-anm369963_ses-20170228.nwb"
 
 
 @pytest.fixture(scope="session")
+def dandi_000006() -> Path:
+    """The real DANDI:000006 file shipped in tests/data (NWB 2.0.2, one unit, 178 trials)."""
+    return DANDI_000006
+
+
+@pytest.fixture(scope="session")
 def mc_maze_sim():
     """The synthetic data behind `mc_maze_nwb` (ground truth for comparisons)."""
     from nwb_jedi.io.layouts import simulate_reaching

@@ -149,7 +149,7 @@ def split_phases(ds: TrialDataset, phases: Sequence[Phase],
         behavior={key: cut(np.asarray(v)) for key, v in ds.behavior.items()},
         units=ds.units,
         trials=trials,
-        metadata={**ds.metadata, "phases": [list(p) for p in phases]},
+        provenance=ds.provenance.with_extras(phases=[list(p) for p in phases]),
         ground_truth=ground_truth,
     )
 

@@ -21,11 +21,6 @@ EXAMPLES = """examples:
   nwb-jedi predict jedi_fit.nwb DANDI:000128/0.220113.0400 --window=-0.2,0.5 --out out.nwb
 """
 
-# Mapper settings stored with a model that ConditionMapper takes back as they are.
-_MAPPER_KEYS = ("by", "align", "align_reference", "window", "bin_size", "trial_filter",
-                "unit_filter", "min_rate_hz", "exclude_heldout", "smooth_sd", "split", "seed")
-
-
 HELP = "apply a shared JEDI model to another session"
 
 
@@ -54,6 +49,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.data.provenance import Provenance
     from nwb_jedi.io.read import read_session
     from nwb_jedi.io.write import load_model, read_summary, write_results
 
@@ -63,18 +59,14 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     model = load_model(args.file, args.module_name)
     summary = read_summary(args.file, args.module_name)
-    stored = summary.get("dataset_metadata", {}).get("mapper") or {}
-    default = {k: stored[k] for k in _MAPPER_KEYS if stored.get(k) is not None}
-    if "window" in default:
-        default["window"] = tuple(default["window"])
-    if isinstance(default.get("by"), list) and len(default["by"]) == 2 \
-            and not isinstance(default["by"][1], str):
-        default["by"] = tuple(default["by"])  # (column, bins) was stored as a list
-    default.setdefault("bin_size", model.bin_size_)
-    kwargs = mapper_kwargs(args, default)
+    # The fitted mapper exactly as stored with the model (ConditionMapper.to_settings form),
+    # with the flags the user gave on top; from_settings refuses malformed stored settings.
+    stored = Provenance.from_dict(summary.get("dataset_metadata", {})).mapper or {}
+    default = {"bin_size": model.bin_size_, **stored}
+    mapper = ConditionMapper.from_settings(mapper_kwargs(args, default), verbose=not args.quiet)
     session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir,
                            progress=not args.quiet)
-    ds = ConditionMapper(**kwargs, verbose=not args.quiet).build(session)
+    ds = mapper.build(session)
     check_units(model.unit_id_, ds.unit_id, args.source)
     model.progress = not args.quiet
     say(f"inferring {ds.n_conditions} condition embeddings from {int(np.sum(ds.split == 'train'))}"

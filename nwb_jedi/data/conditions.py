@@ -19,14 +19,23 @@ logged and printed to stderr when ``verbose``), never dropped silently: no condi
 ``trial_filter``, not in the train/val/test values of a split column, NaN alignment event,
 window outside the recording, window outside a kept unit's ``obs_intervals``, and conditions
 left with fewer than 2 trials (dropped, not an error, because a split needs 2 per condition).
+
+Settings
+--------
+`ConditionMapper.to_settings` gives every argument that defines the dataset as plain JSON
+values; `ConditionMapper.from_settings` builds an equal mapper from them (also after a JSON
+round trip). `build` records them in the dataset's provenance, which is how `nwb-jedi predict`
+rebuilds a fitted model's mapper exactly. The stored forms (tuples, dict `by`, callables) are
+described in `nwb_jedi.data.mapper_settings`.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,35 +50,18 @@ from nwb_jedi.data.binning import (
     windows_within,
 )
 from nwb_jedi.data.dataset import SPLIT_NAMES, TrialDataset
+from nwb_jedi.data.mapper_settings import (
+    CALLABLE_ALTERNATIVES,
+    SETTINGS,
+    decode_settings,
+    plain_by,
+    to_plain,
+)
+from nwb_jedi.data.provenance import MapperReport, Provenance
 from nwb_jedi.data.session import Session
 from nwb_jedi.errors import UserError
 
 logger = logging.getLogger("nwb_jedi")
-
-
-@dataclass
-class MapperReport:
-    """What `ConditionMapper.build` kept and dropped, and why."""
-
-    n_trials_total: int = 0
-    n_trials_kept: int = 0
-    trials_dropped: dict[str, int] = field(default_factory=dict)
-    n_units_total: int = 0
-    n_units_kept: int = 0
-    units_dropped: dict[str, int] = field(default_factory=dict)
-    conditions_dropped: list[str] = field(default_factory=list)
-    n_conditions: int = 0
-
-    def summary(self) -> str:
-        """One line: kept counts and every drop reason with its count."""
-        drops = ", ".join(f"{n} {why}" for why, n in self.trials_dropped.items() if n)
-        udrops = ", ".join(f"{n} {why}" for why, n in self.units_dropped.items() if n)
-        return (f"kept {self.n_trials_kept}/{self.n_trials_total} trials in "
-                f"{self.n_conditions} conditions and {self.n_units_kept}/{self.n_units_total} "
-                f"units; trials dropped: {drops or 'none'}; units dropped: {udrops or 'none'}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class ConditionMapper:
@@ -137,26 +129,81 @@ class ConditionMapper:
         self.verbose = verbose
 
     # ------------------------------------------------------------------ settings
-    def settings(self) -> dict[str, Any]:
-        """The mapper's settings as plain values (recorded in the dataset's metadata)."""
-        return {
-            "by": _describe(self.by), "align": _describe(self.align),
-            "align_reference": self.align_reference, "window": list(self.window),
-            "bin_size": self.bin_size, "trial_filter": _describe(self.trial_filter),
-            "unit_filter": _describe(self.unit_filter), "min_rate_hz": self.min_rate_hz,
-            "exclude_heldout": self.exclude_heldout, "smooth_sd": self.smooth_sd,
-            "split": self.split if isinstance(self.split, str) else list(self.split),
-            "seed": self.seed,
-        }
+    def to_settings(self) -> dict[str, Any]:
+        """Every setting that defines the dataset, as plain JSON-able values.
+
+        ``ConditionMapper.from_settings(json.loads(json.dumps(mapper.to_settings())))`` is an
+        equal mapper: it builds the same dataset from the same session.
+
+        Raises
+        ------
+        UserError
+            A setting is a callable (a callable cannot be stored), or holds a value that JSON
+            cannot carry back.
+        """
+        callables = self._callables()
+        if callables:
+            name, function = next(iter(callables.items()))
+            raise UserError(f"{name} is a callable ({function}), which cannot be stored as "
+                            f"settings; give {name} as {CALLABLE_ALTERNATIVES[name]} instead")
+        settings = self._plain_settings()
+        decode_settings(settings)  # refuse here what from_settings could not read back
+        return settings
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], *, verbose: bool = True
+                      ) -> ConditionMapper:
+        """The mapper that `settings` (from `to_settings`, a file or a preset) describe.
+
+        Lists stand for tuples (JSON has none); see the module docstring for the forms of `by`.
+        Settings left out take the constructor's defaults.
+
+        Raises
+        ------
+        UserError
+            Not a dict, an unknown setting, a missing required one (by, align, window,
+            bin_size), a value of the wrong type, a setting that was a callable when the
+            dataset was built and is not given again, or a window that is not a whole number
+            of bins.
+        """
+        kwargs = decode_settings(settings)
+        try:
+            return cls(**kwargs, verbose=verbose)
+        except ValueError as err:  # the window is not a whole number of bins
+            raise UserError(f"mapper settings: {err}") from None
+
+    def _callables(self) -> dict[str, str]:
+        """{setting: the callable's name} of the settings that are callables."""
+        return {name: _describe(getattr(self, name)) for name in CALLABLE_ALTERNATIVES
+                if _is_callable(getattr(self, name))}
+
+    def _plain_settings(self, without: Sequence[str] = ()) -> dict[str, Any]:
+        """The settings as plain values, in `to_settings` form; `without` become None."""
+        settings = {name: None if name in without else to_plain(getattr(self, name))
+                    for name in SETTINGS}
+        if "by" not in without:
+            settings["by"] = plain_by(self.by)
+        return settings
+
+    def _recorded_settings(self) -> dict[str, Any]:
+        """What `build` records: `to_settings`, with callables named, never refused."""
+        callables = self._callables()
+        settings = self._plain_settings(without=list(callables))
+        if callables:
+            settings["callables"] = callables
+        return settings
 
     def __repr__(self) -> str:
-        s = self.settings()
-        return (f"ConditionMapper(by={s['by']}, align={s['align']}, window={tuple(self.window)}, "
-                f"bin_size={self.bin_size:g})")
+        return (f"ConditionMapper(by={_describe(self.by)}, align={_describe(self.align)}, "
+                f"window={tuple(self.window)}, bin_size={self.bin_size:g})")
 
     # ------------------------------------------------------------------ build
     def build(self, session: Session) -> TrialDataset:
         """Turn `session` into a TrialDataset; the drop report is left in ``self.report_``.
+
+        The steps: select trials (condition labels, filter, split column, alignment event),
+        select units, drop trials whose window leaves the recording (or a kept unit's
+        obs_intervals) and conditions left with fewer than 2 trials, bin, assemble.
 
         Raises
         ------
@@ -171,101 +218,103 @@ class ConditionMapper:
                             "what the file holds")
         report = MapperReport(n_trials_total=len(trials), n_units_total=session.n_units)
         self.report_ = report
-        keep = np.ones(len(trials), dtype=bool)
+        selection = _Selection(trials, report)
+        self._select_trials(selection)
+        # units before the windows: the obs_intervals checks only concern the units we keep
+        selection.units = self._unit_mask(session, report)
+        self._select_windows(session, selection)
+        _drop_rare_conditions(selection)
+        report.n_trials_kept = int(selection.keep.sum())
+        report.n_units_kept = int(selection.units.sum())
+        dataset = self._assemble(session, selection)
+        report.n_conditions = dataset.n_conditions
+        dataset.provenance.report = copy.deepcopy(report)
+        logger.info("ConditionMapper: %s", report.summary())
+        if self.verbose:
+            print(f"nwb-jedi: {report.summary()}", file=sys.stderr)
+        return dataset
 
-        def drop(mask_ok: np.ndarray, reason: str, hint: str = "") -> None:
-            nonlocal keep
-            before = int(keep.sum())
-            removed = keep & ~mask_ok
-            report.trials_dropped[reason] = report.trials_dropped.get(reason, 0) + \
-                int(removed.sum())
-            keep = keep & mask_ok
-            if before and not keep.any():
-                raise UserError(f"no trials left: {reason} removed all {before} remaining "
-                                f"trials (of {len(trials)}); {hint or 'loosen that setting'}")
-
-        # conditions
-        labels, names = self._labels(trials)
-        drop(np.array([not _is_missing(v) for v in labels]), "no condition label")
-        # filter
+    def _select_trials(self, selection: _Selection) -> None:
+        """Label the trials, then drop unlabelled, filtered, unsplit and unaligned ones."""
+        trials = selection.trials
+        selection.labels, selection.names = self._labels(trials)
+        selection.drop(np.array([not _is_missing(v) for v in selection.labels]),
+                       "no condition label")
         if self.trial_filter is not None:
-            drop(self._filter_mask(trials), f"trial_filter {_describe(self.trial_filter)}")
-        # split column
-        split_values = None
+            selection.drop(self._filter_mask(trials),
+                           f"trial_filter {_describe(self.trial_filter)}")
         if isinstance(self.split, str):
             if self.split not in trials.columns:
                 raise UserError(f"split column {self.split!r} is not in the trials table; "
                                 f"columns are: {_cols(trials)}")
-            split_values = np.array([str(v).strip().lower() for v in trials[self.split]])
-            drop(np.isin(split_values, SPLIT_NAMES),
-                 f"{self.split} not train/val/test")
-        # alignment
-        align = self._align_times(trials)
-        drop(np.isfinite(align), "NaN alignment event")
-        win_start = align + self.window[0]
-        win_stop = align + self.window[1]
-        # units first: obs_intervals checks only concern the units we keep
-        unit_keep = self._unit_mask(session, report)
+            selection.split_values = np.array([str(v).strip().lower()
+                                               for v in trials[self.split]])
+            selection.drop(np.isin(selection.split_values, SPLIT_NAMES),
+                           f"{self.split} not train/val/test")
+        selection.align = self._align_times(trials)
+        selection.drop(np.isfinite(selection.align), "NaN alignment event")
+
+    def _select_windows(self, session: Session, selection: _Selection) -> None:
+        """Drop trials whose window leaves the recording or a kept unit's obs_intervals."""
+        win_start = selection.align + self.window[0]
+        win_stop = selection.align + self.window[1]
         span = session.recording_span()
         inside = (win_start >= span[0] - EDGE_TOLERANCE) & (win_stop <= span[1] + EDGE_TOLERANCE)
-        hint = ""
-        if not inside[keep].any() and "start_time" in trials:
-            start = trials["start_time"].to_numpy(dtype=float)
-            if np.nanmedian(align[keep]) < np.nanmin(start):
-                hint = (f"the {_describe(self.align)} values lie before every trial's "
-                        f"start_time, so if they are relative to the trial start pass "
-                        f"align_reference='start_time' (--align-reference start_time)")
-        drop(inside, "window outside the recording", hint)
+        selection.drop(inside, "window outside the recording",
+                       self._window_hint(selection, inside))
         if session.obs_intervals is not None:
-            ok = np.ones(len(trials), dtype=bool)
-            idx = np.flatnonzero(keep)
-            for u in np.flatnonzero(unit_keep):
+            ok = np.ones(len(selection.trials), dtype=bool)
+            idx = np.flatnonzero(selection.keep)
+            for u in np.flatnonzero(selection.units):
                 ok[idx] &= windows_within(win_start[idx], win_stop[idx],
                                           session.obs_intervals[u])
-            drop(ok, "window outside obs_intervals")
-        # conditions with < 2 trials
-        kept_labels = [labels[i] for i in np.flatnonzero(keep)]
-        counts = pd.Series(kept_labels).value_counts()
-        rare = set(counts.index[counts < 2])
-        if rare:
-            report.conditions_dropped = sorted(str(r) for r in rare)
-            drop(np.array([v not in rare for v in labels]),
-                 "condition with < 2 trials")
+            selection.drop(ok, "window outside obs_intervals")
 
-        idx = np.flatnonzero(keep)
-        units = np.flatnonzero(unit_keep)
-        report.n_trials_kept = len(idx)
-        report.n_units_kept = len(units)
+    def _window_hint(self, selection: _Selection, inside: np.ndarray) -> str:
+        """When no window fits the recording: say if the events look relative to trial start."""
+        trials, keep = selection.trials, selection.keep
+        if not inside[keep].any() and "start_time" in trials:
+            start = trials["start_time"].to_numpy(dtype=float)
+            if np.nanmedian(selection.align[keep]) < np.nanmin(start):
+                return (f"the {_describe(self.align)} values lie before every trial's "
+                        f"start_time, so if they are relative to the trial start pass "
+                        f"align_reference='start_time' (--align-reference start_time)")
+        return ""
 
-        counts_arr = bin_spikes([session.spike_times[u] for u in units], win_start[idx],
-                                self.n_bins, self.bin_size)
+    def _assemble(self, session: Session, selection: _Selection) -> TrialDataset:
+        """Bin the kept trials and units and put the dataset together."""
+        idx = np.flatnonzero(selection.keep)
+        units = np.flatnonzero(selection.units)
+        win_start = selection.align[idx] + self.window[0]
+        counts, behavior = self._bin(session, units, win_start)
+        time = self.window[0] + (np.arange(self.n_bins) + 0.5) * self.bin_size
+        trials = selection.trials
+        split = selection.split_values[idx] if selection.split_values is not None else self.split
+        provenance = Provenance(source=dict(session.source), session=dict(session.metadata),
+                                mapper=self._recorded_settings())
+        return TrialDataset.from_arrays(
+            counts, [selection.labels[i] for i in idx], self.bin_size,
+            trial_ids=trials.index.to_numpy()[idx], unit_ids=session.unit_ids[units],
+            time=time, split=split, seed=self.seed, align_time=selection.align[idx],
+            behavior=behavior, condition_names=selection.names,
+            units=session.units.iloc[units].reset_index(drop=True),
+            trials=trials.iloc[idx].reset_index(), provenance=provenance)
+
+    def _bin(self, session: Session, units: np.ndarray, win_start: np.ndarray
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Spike counts (smoothed if asked) and the wanted behavior series, in the bins."""
+        counts = bin_spikes([session.spike_times[u] for u in units], win_start, self.n_bins,
+                            self.bin_size)
         if self.smooth_sd:
-            counts_arr = smooth_counts(counts_arr, self.smooth_sd, self.bin_size)
+            counts = smooth_counts(counts, self.smooth_sd, self.bin_size)
         behavior = {}
         wanted = self.behavior
         for name, series in session.behavior.items():
             if wanted is False or (wanted is not True and name not in wanted):
                 continue
-            behavior[name] = resample_behavior(series.timestamps, series.data, win_start[idx],
+            behavior[name] = resample_behavior(series.timestamps, series.data, win_start,
                                                self.n_bins, self.bin_size).astype(np.float32)
-        time = self.window[0] + (np.arange(self.n_bins) + 0.5) * self.bin_size
-        trial_table = trials.iloc[idx].reset_index()
-        trial_ids = trials.index.to_numpy()[idx]
-        unit_table = session.units.iloc[units].reset_index(drop=True)
-        split_arg = split_values[idx] if split_values is not None else self.split
-        metadata = {"mapper": self.settings(), "session": dict(session.metadata),
-                    "source": dict(session.source)}
-        dataset = TrialDataset.from_arrays(
-            counts_arr, [labels[i] for i in idx], self.bin_size, trial_ids=trial_ids,
-            unit_ids=session.unit_ids[units], time=time, split=split_arg, seed=self.seed,
-            align_time=align[idx], behavior=behavior, condition_names=names,
-            units=unit_table, trials=trial_table, metadata=metadata)
-        report.n_conditions = dataset.n_conditions
-        dataset.metadata["report"] = report.as_dict()
-        logger.info("ConditionMapper: %s", report.summary())
-        if self.verbose:
-            print(f"nwb-jedi: {report.summary()}", file=sys.stderr)
-        return dataset
+        return counts, behavior
 
     # ------------------------------------------------------------------ pieces
     def _labels(self, trials: pd.DataFrame) -> tuple[list, list[str] | None]:
@@ -483,3 +532,48 @@ def _describe(value) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return repr(value)
+
+
+def _is_callable(value) -> bool:
+    return callable(value) and not isinstance(value, str)
+
+
+# ---------------------------------------------------------------------------------- selection
+@dataclass
+class _Selection:
+    """The trials and units `build` keeps, and what it learnt about each trial on the way."""
+
+    trials: pd.DataFrame
+    report: MapperReport
+    keep: np.ndarray | None = None  # per trial
+    labels: list | None = None
+    names: list[str] | None = None
+    split_values: np.ndarray | None = None
+    align: np.ndarray | None = None
+    units: np.ndarray | None = None  # per unit
+
+    def __post_init__(self):
+        if self.keep is None:
+            self.keep = np.ones(len(self.trials), dtype=bool)
+
+    def drop(self, mask_ok: np.ndarray, reason: str, hint: str = "") -> None:
+        """Drop the kept trials where `mask_ok` is False, counting them under `reason`."""
+        before = int(self.keep.sum())
+        removed = self.keep & ~mask_ok
+        dropped = self.report.trials_dropped
+        dropped[reason] = dropped.get(reason, 0) + int(removed.sum())
+        self.keep = self.keep & mask_ok
+        if before and not self.keep.any():
+            raise UserError(f"no trials left: {reason} removed all {before} remaining "
+                            f"trials (of {len(self.trials)}); {hint or 'loosen that setting'}")
+
+
+def _drop_rare_conditions(selection: _Selection) -> None:
+    """Drop conditions left with fewer than 2 trials (a split needs 2 per condition)."""
+    labels = selection.labels
+    kept_labels = [labels[i] for i in np.flatnonzero(selection.keep)]
+    counts = pd.Series(kept_labels).value_counts()
+    rare = set(counts.index[counts < 2])
+    if rare:
+        selection.report.conditions_dropped = sorted(str(r) for r in rare)
+        selection.drop(np.array([v not in rare for v in labels]), "condition with < 2 trials")

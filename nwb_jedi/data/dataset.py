@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nwb_jedi.data.provenance import Provenance
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -97,7 +99,7 @@ def stratified_split(condition: np.ndarray, fractions: Sequence[float], seed: in
     return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class TrialDataset:
     """Binned spike counts of K trials x T bins x N neurons, with one condition per trial.
 
@@ -125,10 +127,16 @@ class TrialDataset:
         Per-neuron metadata (one row per neuron, e.g. ``heldout``, ``location``).
     trials : DataFrame
         Per-trial metadata from the source trials table (one row per trial).
-    metadata : dict
-        Provenance: source, mapper settings, drop report.
+    provenance : Provenance
+        Where the data came from: source, session, mapper settings, drop report, extras.
     ground_truth : dict or None
         For synthetic data: the teacher's noiseless rates, weights and inputs.
+    metadata : dict (read-only)
+        The dict form of `provenance` (``provenance.to_dict()``). Kept for one release so
+        code written against the old free-form metadata keeps working; use `provenance`.
+
+    The constructor takes the attributes above as keywords; `provenance` may instead be given
+    as ``metadata=`` (its dict form, as read from a file), also kept for one release.
     """
 
     counts: np.ndarray
@@ -143,23 +151,51 @@ class TrialDataset:
     behavior: dict[str, np.ndarray] = field(default_factory=dict)
     units: pd.DataFrame | None = None
     trials: pd.DataFrame | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
     ground_truth: dict[str, Any] | None = None
+    provenance: Provenance = field(default_factory=Provenance)
 
-    def __post_init__(self):
-        self.counts = np.asarray(self.counts, dtype=np.float32)
-        self.condition = np.asarray(self.condition, dtype=np.int64)
-        self.trial_id = np.asarray(self.trial_id)
-        self.unit_id = np.asarray(self.unit_id)
-        self.time = np.asarray(self.time, dtype=np.float64)
-        self.align_time = np.asarray(self.align_time, dtype=np.float64)
-        self.split = np.asarray(self.split).astype("<U5")
-        self.bin_size = float(self.bin_size)
-        if self.units is None:
-            self.units = pd.DataFrame(index=pd.RangeIndex(self.n_units))
-        if self.trials is None:
-            self.trials = pd.DataFrame(index=pd.RangeIndex(self.n_trials))
+    def __init__(self, counts: np.ndarray, condition: np.ndarray, conditions: pd.DataFrame,
+                 trial_id: np.ndarray, unit_id: np.ndarray, time: np.ndarray,
+                 align_time: np.ndarray, bin_size: float, split: np.ndarray,
+                 behavior: Mapping[str, np.ndarray] | None = None,
+                 units: pd.DataFrame | None = None, trials: pd.DataFrame | None = None,
+                 metadata: Mapping[str, Any] | None = None,
+                 ground_truth: Mapping[str, Any] | None = None,
+                 provenance: Provenance | None = None):
+        if metadata is not None and provenance is not None:
+            raise ValueError("give the dataset's provenance once: provenance= or its dict form "
+                             "metadata=, not both")
+        if provenance is None:
+            provenance = Provenance.from_dict(metadata or {})
+        elif not isinstance(provenance, Provenance):
+            raise TypeError(f"provenance must be a Provenance, got {type(provenance).__name__}; "
+                            f"build one with Provenance(...) or Provenance.from_dict")
+        self.provenance = provenance
+        self.counts = np.asarray(counts, dtype=np.float32)
+        self.condition = np.asarray(condition, dtype=np.int64)
+        self.conditions = conditions
+        self.trial_id = np.asarray(trial_id)
+        self.unit_id = np.asarray(unit_id)
+        self.time = np.asarray(time, dtype=np.float64)
+        self.align_time = np.asarray(align_time, dtype=np.float64)
+        self.bin_size = float(bin_size)
+        self.split = np.asarray(split).astype("<U5")
+        self.behavior = behavior if behavior is not None else {}
+        self.units = units if units is not None else pd.DataFrame(
+            index=pd.RangeIndex(self.n_units))
+        self.trials = trials if trials is not None else pd.DataFrame(
+            index=pd.RangeIndex(self.n_trials))
+        self.ground_truth = ground_truth
         self.validate()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The dict form of `provenance` (read-only; kept for one release, use `provenance`)."""
+        return _MetadataView(self.provenance.to_dict())
+
+    @metadata.setter
+    def metadata(self, value: Mapping[str, Any]) -> None:
+        self.provenance = Provenance.from_dict(value)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -180,6 +216,7 @@ class TrialDataset:
         trials: pd.DataFrame | None = None,
         metadata: Mapping[str, Any] | None = None,
         ground_truth: Mapping[str, Any] | None = None,
+        provenance: Provenance | None = None,
     ) -> TrialDataset:
         """Build a dataset from a K x T x N array of spike counts and K condition labels.
 
@@ -201,6 +238,9 @@ class TrialDataset:
             ("train"/"val"/"test") are used as given.
         seed : int
             Seed of the split.
+        provenance : Provenance, optional
+            Where the data came from; `metadata` (its dict form, kept for one release) is the
+            alternative.
 
         Raises
         ------
@@ -247,15 +287,21 @@ class TrialDataset:
             behavior=dict(behavior or {}),
             units=units,
             trials=trials,
-            metadata=dict(metadata or {}),
+            metadata=metadata,
             ground_truth=dict(ground_truth) if ground_truth is not None else None,
+            provenance=provenance,
         )
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistency found."""
-        k, t, n = self.counts.shape if self.counts.ndim == 3 else (None, None, None)
-        if k is None:
+        self._check_counts()
+        self._check_shapes()
+        self._check_labels()
+        self._check_behavior()
+
+    def _check_counts(self) -> None:
+        if self.counts.ndim != 3:
             raise ValueError(f"counts must be 3-D (trials x bins x neurons), got shape "
                              f"{self.counts.shape}")
         if not np.all(np.isfinite(self.counts)):
@@ -265,6 +311,10 @@ class TrialDataset:
         if not np.isfinite(self.bin_size) or self.bin_size <= 0:
             raise ValueError(f"bin_size must be a positive number of seconds, got "
                              f"{self.bin_size}")
+
+    def _check_shapes(self) -> None:
+        """Every per-trial, per-bin and per-neuron array matches the counts."""
+        k, t, n = self.counts.shape
         for name, arr, size in [("condition", self.condition, k), ("trial_id", self.trial_id, k),
                                 ("align_time", self.align_time, k), ("split", self.split, k),
                                 ("unit_id", self.unit_id, n), ("time", self.time, t)]:
@@ -274,11 +324,18 @@ class TrialDataset:
             raise ValueError(f"units table has {len(self.units)} rows but there are {n} neurons")
         if len(self.trials) != k:
             raise ValueError(f"trials table has {len(self.trials)} rows but there are {k} trials")
-        if k and (self.condition.min() < 0 or self.condition.max() >= len(self.conditions)):
+
+    def _check_labels(self) -> None:
+        """Condition indices point into the conditions table; split labels are known."""
+        if self.n_trials and (self.condition.min() < 0
+                              or self.condition.max() >= len(self.conditions)):
             raise ValueError("condition indices point outside the conditions table")
         bad = set(np.unique(self.split)) - set(SPLIT_NAMES)
         if bad:
             raise ValueError(f"split labels must be train/val/test, got {sorted(bad)}")
+
+    def _check_behavior(self) -> None:
+        k, t = self.counts.shape[:2]
         for name, arr in self.behavior.items():
             if np.shape(arr)[:2] != (k, t):
                 raise ValueError(f"behavior '{name}' has shape {np.shape(arr)}; expected "
@@ -337,7 +394,7 @@ class TrialDataset:
             behavior={k: np.asarray(v)[idx] for k, v in self.behavior.items()},
             units=self.units,
             trials=self.trials.iloc[idx].reset_index(drop=True),
-            metadata=dict(self.metadata),
+            provenance=self.provenance.copy(),
             ground_truth=_subset_ground_truth(self.ground_truth, idx, self.n_trials),
         )
 
@@ -351,7 +408,7 @@ class TrialDataset:
             trial_id=self.trial_id, unit_id=self.unit_id[idx], time=self.time,
             align_time=self.align_time, bin_size=self.bin_size, split=self.split,
             behavior=self.behavior, units=self.units.iloc[idx].reset_index(drop=True),
-            trials=self.trials, metadata=dict(self.metadata), ground_truth=self.ground_truth,
+            trials=self.trials, provenance=self.provenance.copy(), ground_truth=self.ground_truth,
         )
 
     def _split(self, name: str) -> TrialDataset:
@@ -415,3 +472,22 @@ def _subset_ground_truth(gt, idx, n_trials):
         else:
             out[key] = val
     return out
+
+
+class _MetadataView(dict):
+    """`TrialDataset.metadata`: the dict form of the provenance, refusing changes.
+
+    Writing to ``ds.metadata`` used to change the dataset's record; the record is now
+    ``ds.provenance``, so a write here fails loudly instead of being lost silently.
+    ``dict(ds.metadata)`` gives a changeable copy.
+    """
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("TrialDataset.metadata is a read-only view of TrialDataset.provenance; "
+                        "change ds.provenance (e.g. ds.provenance.extras[key] = value) instead")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):  # copies and pickles of the view are plain dicts
+        return dict, (dict(self),)

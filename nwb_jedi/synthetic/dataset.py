@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.data.provenance import Provenance
 from nwb_jedi.errors import UserError
 from nwb_jedi.synthetic.tasks import MultiTask, n_steps
 from nwb_jedi.synthetic.teacher import TeacherRNN, get_teacher
@@ -165,9 +166,10 @@ def make_dataset(
     ds = TrialDataset.from_arrays(
         counts, labels, bin_size, time=time, split=split, seed=seed,
         condition_names=("task", "value"), units=units, trials=trials,
-        metadata={"source": "synthetic", "tasks": list(mt.names), "seed": int(seed),
-                  "teacher_seed": int(teacher_seed), "input_noise": float(input_noise),
-                  "duration": float(n_bins * bin_size)},
+        provenance=Provenance(
+            source={"kind": "synthetic"},
+            extras={"tasks": list(mt.names), "seed": int(seed), "teacher_seed": int(teacher_seed),
+                    "input_noise": float(input_noise), "duration": float(n_bins * bin_size)}),
     )
 
     # Condition-level ground truth in ds.conditions order.

@@ -9,19 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from nwb_jedi.cli import COMMANDS, main
-
-TINY = ["--epochs", "3", "--hidden", "16", "--embed-dim", "4"]
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run `nwb-jedi ARGV` in-process; argparse errors exit via SystemExit."""
-    try:
-        rc = main(argv)
-    except SystemExit as stop:
-        rc = stop.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
+from nwb_jedi.cli import COMMANDS
+from tests.cli.runner import TINY, run_cli
 
 
 def test_fit_without_source_writes_the_nwb_file(tmp_path, capsys):

@@ -7,7 +7,6 @@ import pytest
 
 from nwb_jedi import datasets
 from nwb_jedi.cli import main
-from tests.conftest import DANDI_000006
 
 
 def test_info_mc_maze_layout(mc_maze_nwb, capsys):
@@ -26,12 +25,12 @@ def test_info_mc_maze_layout(mc_maze_nwb, capsys):
     assert "species=Macaca mulatta" in out
 
 
-def test_info_perich_layout_and_old_schema(perich_nwb, capsys):
+def test_info_perich_layout_and_old_schema(perich_nwb, dandi_000006, capsys):
     assert main(["info", str(perich_nwb)]) == 0
     out = capsys.readouterr().out
     assert "target_id (8)" in out and "result (2)" in out
     assert "/processing/behavior/Velocity/cursor_vel" in out and "100 Hz" in out
-    assert main(["info", str(DANDI_000006)]) == 0
+    assert main(["info", str(dandi_000006)]) == 0
     out = capsys.readouterr().out
     assert "NWB 2.0.2" in out and "type (2)" in out and "'lick left'" in out
     assert "cue_start_time" in out.split("looks like event times:")[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.cli.test_fit import TINY, run_cli
+from tests.cli.runner import TINY, run_cli
 
 SIM = ["--tasks", "sine,memorypro", "--units", "24", "--trials-per-condition", "4",
        "--teacher-iters", "40", "--seed", "3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import yaml
@@ -16,6 +17,30 @@ def test_shipped_yaml_matches_the_spec_builder(tmp_path):
         shipped = SPEC_DIR / built.name
         assert yaml.safe_load(built.read_text()) == yaml.safe_load(shipped.read_text()), (
             f"{shipped.name} is stale; run python -m nwb_jedi.io.ndx.spec")
+
+
+def test_shipped_yaml_is_exactly_a_fresh_export(tmp_path, monkeypatch):
+    """Byte for byte, so the shipped files can never drift from spec.py; the export writes
+    into the folder it is given and leaves the working directory alone."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    written = write_spec(tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == sorted(
+        p.name for p in written)
+    assert list(elsewhere.iterdir()) == [] and os.getcwd() == str(elsewhere)
+    for built in written:
+        shipped = SPEC_DIR / built.name
+        assert built.read_bytes() == shipped.read_bytes(), (
+            f"{shipped.name} is stale; run python -m nwb_jedi.io.ndx.spec")
+
+
+def test_namespace_names_an_email_contact_per_author():
+    namespace = yaml.safe_load((SPEC_DIR / f"{NAMESPACE}.namespace.yaml").read_text())
+    entry = namespace["namespaces"][0]
+    assert len(entry["contact"]) == len(entry["author"])
+    for contact in entry["contact"]:
+        assert re.fullmatch(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", contact), contact
 
 
 def test_namespace_is_loaded_and_types_registered():

@@ -8,7 +8,6 @@ import pytest
 from nwb_jedi import ConditionMapper, read_session
 from nwb_jedi.errors import SourceError, UserError
 from nwb_jedi.io.read import describe_source
-from tests.conftest import DANDI_000006
 
 
 def test_mc_maze_layout_reads_everything(mc_maze_nwb, mc_maze_sim):
@@ -109,8 +108,8 @@ def test_perich_layout_reads_and_maps(perich_nwb):
     assert np.isfinite(ds.behavior["cursor_pos"]).all()
 
 
-def test_dandi_000006_nwb_2_0_2_fixture():
-    s = read_session(DANDI_000006)
+def test_dandi_000006_nwb_2_0_2_fixture(dandi_000006):
+    s = read_session(dandi_000006)
     assert s.metadata["nwb_version"] == "2.0.2"
     assert s.metadata["subject"]["species"] == "Mus musculus"
     assert s.n_units == 1 and len(s.spike_times[0]) == 1679

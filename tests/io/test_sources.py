@@ -18,7 +18,7 @@ from nwb_jedi.io.sources import (
     open_source,
     parse_source,
 )
-from tests.io.conftest import BIG_PATH, PINNED, REAL_PATH, real_000006
+from tests.io.assets import BIG_PATH, PINNED, REAL_PATH, real_000006
 
 # --------------------------------------------------------------------------------------------
 # parse_source

@@ -25,7 +25,7 @@ from nwb_jedi.io import write as write_mod
 from nwb_jedi.io.read import read_session
 from nwb_jedi.io.write import load_dataset, load_model, write_results
 from nwb_jedi.model.jedi import JEDI
-from tests.io.conftest import real_000006
+from tests.io.assets import real_000006
 
 SESSION_META = {"session_start_time": "2021-03-04T10:00:00+00:00", "session_id": "arrays-1",
                 "session_description": "synthetic counts",

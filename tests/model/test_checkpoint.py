@@ -13,7 +13,7 @@ import pytest
 from nwb_jedi import JEDI
 from nwb_jedi._files import TMP_MARK
 from nwb_jedi.errors import UserError
-from tests.model.test_jedi import rotation_dataset
+from tests.model.rotation import rotation_dataset
 
 PARAMS = dict(hidden=16, embed_dim=3, rank=2, max_epochs=40, patience=100, batch_size=8,
               seed=2)
@@ -24,7 +24,7 @@ def test_killed_fit_resumes_to_identical_parameters(tmp_path):
     ckpt = tmp_path / "ckpt"
     script = textwrap.dedent(f"""
         from nwb_jedi import JEDI
-        from tests.model.test_jedi import rotation_dataset
+        from tests.model.rotation import rotation_dataset
         ds = rotation_dataset()
         JEDI(**{PARAMS!r}).fit(ds.train, ds.val, checkpoint_dir={str(ckpt)!r},
                                checkpoint_every=3)

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from nwb_jedi import JEDI
 from nwb_jedi.model.distributed import shard
-from tests.model.test_jedi import rotation_dataset
+from tests.model.rotation import rotation_dataset
 
 # With training noise: every rank draws the noise of the whole global batch and uses its share,
 # so the data-parallel fit sees exactly the noise of a single-process fit.

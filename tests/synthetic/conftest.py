@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-#: A tiny multitask teacher: good enough to have task-dependent dynamics, fast to train.
-SMALL = {"n_units": 40, "max_iters": 60}
-TASKS3 = ("sine", "memorypro", "dm")
+from tests.synthetic.teachers import SMALL, TASKS3
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,7 @@ import pytest
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.synthetic import make_dataset
-
-from .conftest import TASKS3
+from tests.synthetic.teachers import TASKS3
 
 
 def test_shapes_dtypes_and_conditions(small_dataset):
@@ -83,7 +82,7 @@ def test_same_seed_same_data_other_seed_other_data(small_dataset, small_teacher)
 
 
 def test_through_the_cache_without_passing_a_teacher(small_teacher):
-    from .conftest import SMALL
+    from tests.synthetic.teachers import SMALL
 
     ds = make_dataset(("sine", "memorypro", "dm"), trials_per_condition=2, **SMALL)
     np.testing.assert_array_equal(ds.ground_truth["W"], small_teacher.W)

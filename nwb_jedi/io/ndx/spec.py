@@ -16,6 +16,10 @@ from pathlib import Path
 
 NAMESPACE = "ndx-jedi"
 VERSION = "0.1.0"
+#: Authors of the extension and, in the same order, their contact e-mail addresses (NWB asks
+#: for an e-mail per author; the project has no mailing list, so a GitHub no-reply address).
+AUTHORS = ["nwb_jedi developers"]
+CONTACTS = ["nwb-jedi@users.noreply.github.com"]
 SPEC_DIR = Path(__file__).resolve().parent
 
 DOC = ("Fitted JEDI models (Jointly Embedded Inference of Neural Dynamics: condition embeddings "
@@ -206,28 +210,30 @@ def build_types() -> list:
     return [parameter, model, condition_table, trial_table, binned, metrics, eigen]
 
 
-def write_spec(output_dir: str | os.PathLike = SPEC_DIR) -> tuple[Path, Path]:
-    """Write ``ndx-jedi.namespace.yaml`` and ``ndx-jedi.extensions.yaml`` into `output_dir`."""
+def namespace_builder():
+    """The ``ndx-jedi`` namespace (name, version, authors, contact), including NWB core."""
     from pynwb.spec import NWBNamespaceBuilder
 
-    output_dir = Path(output_dir)
     builder = NWBNamespaceBuilder(
-        doc=DOC, name=NAMESPACE, version=VERSION, author=["nwb_jedi developers"],
-        contact=["nwb_jedi maintainers (see the nwb_jedi README)"],
+        doc=DOC, name=NAMESPACE, version=VERSION, author=AUTHORS, contact=CONTACTS,
         full_name="NWB extension for JEDI models of population dynamics")
     builder.include_namespace("core")
-    extensions = f"{NAMESPACE}.extensions.yaml"
-    for spec in build_types():
-        builder.add_spec(extensions, spec)
-    namespace = output_dir / f"{NAMESPACE}.namespace.yaml"
-    # NamespaceBuilder writes the source file next to the namespace file, relative to cwd.
-    cwd = os.getcwd()
-    try:
-        os.chdir(output_dir)
-        builder.export(namespace.name)
-    finally:
-        os.chdir(cwd)
-    return namespace, output_dir / extensions
+    return builder
+
+
+def write_spec(output_dir: str | os.PathLike = SPEC_DIR) -> tuple[Path, Path]:
+    """Write ``ndx-jedi.namespace.yaml`` and ``ndx-jedi.extensions.yaml`` into `output_dir`.
+
+    Uses pynwb's `export_spec`, which writes both files into `output_dir` (created if needed;
+    the working directory is left alone).
+    """
+    from pynwb.spec import export_spec
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    export_spec(namespace_builder(), build_types(), os.fspath(output_dir))
+    return (output_dir / f"{NAMESPACE}.namespace.yaml",
+            output_dir / f"{NAMESPACE}.extensions.yaml")
 
 
 if __name__ == "__main__":  # pragma: no cover
