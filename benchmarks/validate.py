@@ -317,6 +317,7 @@ def classify_held_out(model: JEDI, test: TrialDataset, settings: Settings) -> di
 def run_synthetic(settings: Settings, out: Path) -> dict:
     """Section 1: fit JEDI (package defaults) on the multitask set, score it on test trials."""
     from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.spectra import condition_spectra
     from nwb_jedi.synthetic import get_teacher
 
     start = time.perf_counter()
@@ -361,7 +362,8 @@ def run_synthetic(settings: Settings, out: Path) -> dict:
                           embeddings=result["classification"]["embeddings"],
                           labels=test.conditions["task"].to_numpy()[test.condition])
     sine_rows = [i for i, t in enumerate(model.conditions_["task"]) if t == "sine"]
-    plots.plot_eigenvalues(model, out / "synthetic_sine_eigenvalues.png", conditions=sine_rows,
+    plots.plot_eigenvalues(condition_spectra(model, sine_rows),
+                           out / "synthetic_sine_eigenvalues.png",
                            title="JEDI: eigenvalues of J per sine frequency")
     plot_spearman(result["spearman"], out / "synthetic_sine_frequency.png")
     result["seconds"] = time.perf_counter() - start
@@ -468,6 +470,7 @@ def few_shot(ds: TrialDataset, settings: Settings, seed: int) -> pd.DataFrame:
 def run_reaching(settings: Settings, out: Path) -> dict:
     """Section 2: held-out metrics, co-smoothing and few-shot, over seeds."""
     from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.spectra import condition_spectra
 
     start = time.perf_counter()
     ds = reaching_data()
@@ -490,9 +493,10 @@ def run_reaching(settings: Settings, out: Path) -> dict:
             log(f"  seed {seed} {name}: {row['bps']:.4f} bits/spike, PSTH R² "
                 f"{row['psth_r2']:.3f}, co-bps {row['co_bps']:.4f}")
             if seed == settings.seeds[0] and name == "JEDI":
-                plots.plot_psth(model, test, out / "reaching_psth_jedi.png")
+                plots.plot_psth(model.predict_rates(test), test,
+                                out / "reaching_psth_jedi.png")
                 plots.plot_embeddings(model, out / "reaching_embeddings.png")
-                plots.plot_eigenvalues(model, out / "reaching_eigenvalues.png",
+                plots.plot_eigenvalues(condition_spectra(model), out / "reaching_eigenvalues.png",
                                        title="JEDI on PMd reaching: eigenvalues of J")
                 plots.plot_training(model.history_, out / "reaching_training.png")
         fewshot.append(few_shot(ds, settings, seed))
@@ -525,7 +529,7 @@ def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
     """One JEDI context per (angle, phase) of memorypro; Jacobian spectra vs the teacher's."""
     from nwb_jedi.analysis import plots
     from nwb_jedi.analysis.phases import split_phases
-    from nwb_jedi.analysis.spectra import jacobian_spectrum
+    from nwb_jedi.analysis.spectra import condition_spectra, jacobian_spectrum
     from nwb_jedi.synthetic import get_teacher
 
     ds = synthetic_data(settings)
@@ -557,9 +561,9 @@ def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
                      "jedi_J_leading_modulus": float(np.abs(lam[0])),
                      "jedi_J_max_abs_imag": float(np.abs(lam.imag).max())})
     table = pd.DataFrame(rows)
-    plots.plot_eigenvalues(model, out / "memorypro_phase_eigenvalues.png",
-                           conditions=[i for i, a in enumerate(model.conditions_["value"])
-                                       if a in (0.0, 180.0)],
+    plots.plot_eigenvalues(condition_spectra(model, [i for i, a in enumerate(
+                               model.conditions_["value"]) if a in (0.0, 180.0)]),
+                           out / "memorypro_phase_eigenvalues.png",
                            title="JEDI memorypro contexts: eigenvalues of J per phase")
     summary = table.groupby("phase", sort=False).mean(numeric_only=True).drop(columns="angle")
     summary["test_r2_true"] = score["r2_true"]
@@ -602,7 +606,7 @@ def run_reaching_phases(settings: Settings, out: Path) -> pd.DataFrame:
     """Early vs late windows of whole reaching trials: J and Jacobian spectra per phase."""
     from nwb_jedi.analysis import plots
     from nwb_jedi.analysis.phases import summarize_phase_spectra
-    from nwb_jedi.analysis.spectra import jacobian_spectrum, spectrum_table
+    from nwb_jedi.analysis.spectra import condition_spectra, jacobian_spectrum, spectrum_table
 
     ds = reaching_phase_data()
     rows = []
@@ -619,7 +623,8 @@ def run_reaching_phases(settings: Settings, out: Path) -> pd.DataFrame:
                          "jac_top3_hz": float(np.mean([h for _, h in re_hz])),
                          "test_bps": score["bits_per_spike"]})
         if seed == settings.seeds[0]:
-            plots.plot_eigenvalues(model, out / "reaching_phase_eigenvalues.png",
+            plots.plot_eigenvalues(condition_spectra(model),
+                                   out / "reaching_phase_eigenvalues.png",
                                    title="JEDI on whole reaches: eigenvalues of J, early vs late")
     table = pd.DataFrame(rows)
     log(table.to_string(index=False))
