@@ -21,7 +21,7 @@ fields (no analysis runs again):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,7 @@ class AnalysisReport:
     held_out: bool
     rates: np.ndarray
     scores: dict[str, float]
-    history: dict | None = field(default=None)
+    history: dict | None = None
 
     @property
     def leading_modulus(self) -> dict[str, float]:
