@@ -36,10 +36,11 @@ import pandas as pd
 import torch
 
 from nwb_jedi import JEDI, TrialDataset, metrics
-from nwb_jedi.analysis.evaluation import co_smoothing_bits_per_spike
+from nwb_jedi._files import atomic_output, atomic_write_text
+from nwb_jedi.analysis import evaluation, ground_truth
+from nwb_jedi.analysis.spectra import top_modes
 
 RESULTS = Path(__file__).parent / "results"
-sys.path.insert(0, str(Path(__file__).parent))  # validate_synthetic
 
 TASKS = ("sine", "memorypro", "dm")
 
@@ -129,200 +130,43 @@ def jedi(settings: Settings, *, synthetic: bool, seed: int = 0, sweep: bool = Fa
 
 
 # ---------------------------------------------------------------------- 1. synthetic
-def teacher_rates(gt: dict, states: np.ndarray) -> np.ndarray:
-    """Firing rates (Hz) the synthetic neurons emit at teacher states x (..., N)."""
-    return gt["rate_scale"] * gt["readout_baseline"] * np.exp(gt["readout_gain"]
-                                                              * np.tanh(states))
+def synthetic_teacher(settings: Settings):
+    """The cached multitask teacher behind `synthetic_data`."""
+    from nwb_jedi.synthetic import get_teacher
 
-
-def jedi_rates(model: JEDI, states: np.ndarray) -> np.ndarray:
-    """Firing rates (Hz) JEDI's readout gives at its states x (..., N) (Poisson observation)."""
-    with torch.no_grad():
-        out = model.module_.readout(torch.tanh(torch.as_tensor(states, dtype=torch.float32)))
-    return out.numpy().astype(np.float64) / model.bin_size_
-
-
-def sine_input(teacher, frequency: float) -> np.ndarray:
-    """The teacher's (noiseless, static) input vector of a sine condition."""
-    trial = teacher.multitask.trial("sine", frequency, teacher.dt)
-    return np.asarray(trial.inputs[-1], dtype=np.float64)
-
-
-def teacher_map(gt: dict, u: np.ndarray):
-    """The teacher's step under static input `u`, and its Jacobian, in float64 (torch).
-
-    ``F(x) = x + α(−x + W tanh(x) + B u + b)``; the teacher's own `step_fn` is float32, too
-    coarse to locate fixed points to ~1e-10.
-    """
-    W = torch.as_tensor(np.asarray(gt["W"], np.float64))
-    bias = torch.as_tensor(np.asarray(gt["B"], np.float64) @ u + np.asarray(gt["b"], np.float64))
-    alpha = float(gt["alpha"])
-    eye = torch.eye(W.shape[0], dtype=torch.float64)
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.float64)
-        return x + alpha * (-x + torch.tanh(x) @ W.T + bias)
-
-    def jacobian(x: torch.Tensor) -> torch.Tensor:
-        gain = 1.0 - torch.tanh(x.to(torch.float64)) ** 2
-        return (1.0 - alpha) * eye + alpha * W.unsqueeze(0) * gain.unsqueeze(1)
-
-    return step, jacobian
-
-
-def continuous_eigenvalues(discrete: np.ndarray, dt: float) -> np.ndarray:
-    """Eigenvalues of the continuous-time linearization, s = (λ − 1)/Δt (1/s).
-
-    The teacher steps every 10 ms and JEDI every bin, so their discrete-time Jacobians are not
-    comparable; ``Re s`` (growth rate) and ``Im s / 2π`` (Hz) are.
-    """
-    return (np.asarray(discrete) - 1.0) / dt
-
-
-def leading_frequency(discrete: np.ndarray, dt: float) -> float:
-    """|Im s|/2π (Hz) of the continuous-time mode with the largest real part."""
-    s = continuous_eigenvalues(discrete, dt)
-    return float(abs(s[np.argmax(s.real)].imag) / (2 * np.pi))
-
-
-def match_fixed_points(rates_a: np.ndarray, rates_b: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Hungarian matching of two sets of points (rows) by Euclidean distance."""
-    from scipy.optimize import linear_sum_assignment
-
-    if len(rates_a) == 0 or len(rates_b) == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    cost = np.linalg.norm(rates_a[:, None] - rates_b[None], axis=-1)
-    rows, cols = linear_sum_assignment(cost)
-    return rows, cols, cost[rows, cols]
+    kwargs = {} if settings.teacher_iters is None else {"max_iters": settings.teacher_iters}
+    return get_teacher(TASKS, n_units=settings.n_units, seed=0, **kwargs)
 
 
 def compare_fixed_points(model: JEDI, ds: TrialDataset, teacher, settings: Settings,
                          seed: int = 0) -> pd.DataFrame:
-    """JEDI's fixed points vs the teacher's, per sine condition, matched in rate space."""
-    from nwb_jedi.analysis.dynamics import (
-        model_initial_state,
-        model_jacobian,
-        model_step,
-        trajectory_states,
-    )
-    from nwb_jedi.analysis.fixedpoints import find_fixed_points, trajectory_starts
-
-    def starts(trajectory: np.ndarray) -> np.ndarray:
-        return trajectory_starts(trajectory, settings.fp_initial, 0.1,
-                                 np.random.default_rng(seed))
-
-    gt = ds.ground_truth
-    labels = list(model.conditions_["label"].astype(str))
-    rows = []
-    for c, cond in enumerate(ds.conditions.itertuples()):
-        if cond.task != "sine":
-            continue
-        # The same search for both: starts from each one's own trial-long trajectory.
-        step, jac = teacher_map(gt, sine_input(teacher, cond.value))
-        found_t = find_fixed_points(step, starts(gt["condition_states"][c]), jacobian=jac,
-                                    max_iters=settings.fp_iters)
-        row = labels.index(cond.label)
-        step_j = model_step(model, row)
-        trajectory = trajectory_states(step_j, model_initial_state(model, row), ds.n_bins)
-        found_j = find_fixed_points(step_j, starts(trajectory), jacobian=model_jacobian(model, row),
-                                    max_iters=settings.fp_iters)
-        r_t = teacher_rates(gt, found_t.locations)
-        r_j = jedi_rates(model, found_j.locations)
-        ii, jj, dist = match_fixed_points(r_t, r_j)
-        # Scale: how far the teacher's rates travel from their mean over the trial.
-        traj = gt["rates"][c]
-        spread = float(np.sqrt(((traj - traj.mean(0)) ** 2).sum(1).mean()))
-        n = r_t.shape[1] if len(r_t) else gt["rates"].shape[-1]
-        # Reference: how far the teacher's own fixed point lies from its mean rate (the trivial
-        # guess "the fixed point is the centre of the trajectory").
-        to_mean = np.linalg.norm(r_t - traj.mean(0), axis=1) if len(r_t) else np.zeros(0)
-        freq_t = [leading_frequency(found_t.eigenvalues[i], teacher.dt) for i in ii]
-        freq_j = [leading_frequency(found_j.eigenvalues[j], model.bin_size_) for j in jj]
-        unstable_t = [int((continuous_eigenvalues(found_t.eigenvalues[i], teacher.dt).real
-                           > 0).sum()) for i in ii]
-        unstable_j = [int((continuous_eigenvalues(found_j.eigenvalues[j], model.bin_size_).real
-                           > 0).sum()) for j in jj]
-        rows.append({
-            "frequency_hz": cond.value, "teacher_n": len(found_t), "jedi_n": len(found_j),
-            "matched": len(dist),
-            "rms_distance_hz": float(np.mean(dist) / np.sqrt(n)) if len(dist) else np.nan,
-            "distance_over_spread": float(np.mean(dist) / spread) if len(dist) else np.nan,
-            "teacher_fp_to_mean_over_spread": float(np.mean(to_mean) / spread)
-            if len(to_mean) else np.nan,
-            "teacher_unstable_modes": ",".join(map(str, unstable_t)),
-            "jedi_unstable_modes": ",".join(map(str, unstable_j)),
-            "teacher_fp_freq_hz": float(np.mean(freq_t)) if freq_t else np.nan,
-            "jedi_fp_freq_hz": float(np.mean(freq_j)) if freq_j else np.nan,
-        })
-        log(f"fixed points sine {cond.value:g} Hz: teacher {len(found_t)}, JEDI "
-            f"{len(found_j)}, matched distance {rows[-1]['rms_distance_hz']:.2f} Hz RMS "
-            f"({rows[-1]['distance_over_spread']:.2f} of the trajectory spread)")
-    return pd.DataFrame(rows)
-
-
-def sine_spearman(model: JEDI, fixed: pd.DataFrame | None = None) -> dict:
-    """Spearman(sine frequency, |Im λ|) for two definitions of λ (J's eigenvalues per condition).
-
-    ``leading``: the eigenvalue of J_c with the largest modulus; ``max_imag``: the eigenvalue of
-    J_c with the largest |Im λ|. With `fixed`, also the frequency of the leading mode of the
-    Jacobian at JEDI's fixed points.
-    """
-    from scipy.stats import spearmanr
-
-    freqs, lead, max_im = [], [], []
-    for row, cond in enumerate(model.conditions_.itertuples()):
-        if cond.task != "sine":
-            continue
-        lam = model.eigenvalues(row)
-        freqs.append(cond.value)
-        lead.append(abs(lam[0].imag))
-        max_im.append(float(np.abs(lam.imag).max()))
-    rho_lead, p_lead = spearmanr(freqs, lead)
-    rho_max, p_max = spearmanr(freqs, max_im)
-    out = {"frequencies": freqs, "leading_abs_imag": lead, "max_abs_imag": max_im,
-           "rho_leading": float(rho_lead), "p_leading": float(p_lead),
-           "rho_max_imag": float(rho_max), "p_max_imag": float(p_max)}
-    if fixed is not None and fixed["jedi_fp_freq_hz"].notna().sum() >= 3:
-        ok = fixed["jedi_fp_freq_hz"].notna()
-        out["rho_fixed_point"] = float(spearmanr(fixed["frequency_hz"][ok],
-                                                 fixed["jedi_fp_freq_hz"][ok])[0])
-    return out
+    """JEDI's fixed points vs the teacher's, per sine condition (the settings' search budget)."""
+    table = ground_truth.compare_fixed_points(model, ds, teacher, n_initial=settings.fp_initial,
+                                              max_iters=settings.fp_iters, seed=seed)
+    for row in table.itertuples():
+        log(f"fixed points sine {row.frequency_hz:g} Hz: teacher {row.teacher_n}, JEDI "
+            f"{row.jedi_n}, matched distance {row.rms_distance_hz:.2f} Hz RMS "
+            f"({row.distance_over_spread:.2f} of the trajectory spread)")
+    return table
 
 
 def classify_held_out(model: JEDI, test: TrialDataset, settings: Settings) -> dict:
-    """Condition of held-out trials from label-free per-trial embeddings.
-
-    Every test trial gets its own embedding, inferred from its spikes alone with the network
-    frozen (no condition information goes in). Classified (a) by the nearest *training*
-    condition embedding and (b) by 5-fold cross-validated nearest centroid among test trials.
-    """
-    from validate_synthetic import nearest_centroid
-
-    from nwb_jedi.analysis.embedding import classify_embeddings, trial_embeddings
-
-    x = trial_embeddings(model, test, max_epochs=settings.infer_epochs)
-    truth = test.conditions["label"].astype(str).to_numpy()[test.condition]
-    model_labels = model.conditions_["label"].astype(str).to_numpy()
-    nearest = model_labels[nearest_centroid(x, model.embeddings_)]
-    cv = classify_embeddings(x, truth, cv=max(2, min(5, int(test.trials_per_condition().max()))))
-    tasks = test.conditions["task"].to_numpy()[test.condition]
-    task_of = dict(zip(model_labels, model.conditions_["task"], strict=True))
-    per_task = {t: float(np.mean((nearest == truth)[tasks == t])) for t in dict.fromkeys(tasks)}
-    return {"nearest_training": float(np.mean(nearest == truth)), "per_task": per_task,
-            "cv_centroid": cv["accuracy"], "chance": 1 / test.n_conditions,
-            "task_accuracy": float(np.mean([task_of[n] for n in nearest] == tasks)),
-            "embeddings": x, "truth": truth}
+    """Condition (and task) of held-out trials from label-free per-trial embeddings."""
+    cls = evaluation.classify_trials(model, test, max_epochs=settings.infer_epochs,
+                                     group_by="task")
+    return {"nearest_training": cls["nearest_training"], "per_task": cls["per_group"],
+            "cv_centroid": cls["cv_centroid"], "chance": cls["chance"],
+            "task_accuracy": cls["group_accuracy"], "embeddings": cls["embeddings"],
+            "truth": cls["truth"]}
 
 
 def run_synthetic(settings: Settings, out: Path) -> dict:
     """Section 1: fit JEDI (package defaults) on the multitask set, score it on test trials."""
     from nwb_jedi.analysis import plots
-    from nwb_jedi.synthetic import get_teacher
+    from nwb_jedi.analysis.spectra import condition_spectra
 
     start = time.perf_counter()
     ds = synthetic_data(settings)
-    kwargs = {} if settings.teacher_iters is None else {"max_iters": settings.teacher_iters}
-    teacher = get_teacher(TASKS, n_units=settings.n_units, seed=0, **kwargs)
     log(f"synthetic: {ds}")
     model = jedi(settings, synthetic=True).fit(ds.train, ds.val)
     log(f"  fit {model.n_epochs_} epochs in {model.fit_seconds_:.0f} s")
@@ -353,15 +197,17 @@ def run_synthetic(settings: Settings, out: Path) -> dict:
     log(f"  classification: nearest training embedding "
         f"{result['classification']['nearest_training']:.3f}, CV "
         f"{result['classification']['cv_centroid']:.3f}")
-    result["fixed_points"] = compare_fixed_points(model, ds, teacher, settings)
-    result["spearman"] = sine_spearman(model, result["fixed_points"])
+    result["fixed_points"] = compare_fixed_points(model, ds, synthetic_teacher(settings),
+                                                  settings)
+    result["spearman"] = ground_truth.sine_spearman(model, result["fixed_points"])
     log(f"  Spearman leading {result['spearman']['rho_leading']:.3f}, max |Im| "
         f"{result['spearman']['rho_max_imag']:.3f}")
     plots.plot_embeddings(model, out / "synthetic_embeddings.png", color_by="task",
                           embeddings=result["classification"]["embeddings"],
                           labels=test.conditions["task"].to_numpy()[test.condition])
     sine_rows = [i for i, t in enumerate(model.conditions_["task"]) if t == "sine"]
-    plots.plot_eigenvalues(model, out / "synthetic_sine_eigenvalues.png", conditions=sine_rows,
+    plots.plot_eigenvalues(condition_spectra(model, sine_rows),
+                           out / "synthetic_sine_eigenvalues.png",
                            title="JEDI: eigenvalues of J per sine frequency")
     plot_spearman(result["spearman"], out / "synthetic_sine_frequency.png")
     result["seconds"] = time.perf_counter() - start
@@ -369,9 +215,9 @@ def run_synthetic(settings: Settings, out: Path) -> dict:
 
 
 def plot_spearman(sp: dict, path: Path) -> None:
-    from nwb_jedi.analysis.plots import _figure, _save
+    from matplotlib.figure import Figure
 
-    fig = _figure(4.5, 3.5)
+    fig = Figure(figsize=(4.5, 3.5), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(sp["frequencies"], sp["max_abs_imag"], "o-",
             label=f"max |Im λ| (ρ = {sp['rho_max_imag']:.2f})")
@@ -380,7 +226,8 @@ def plot_spearman(sp: dict, path: Path) -> None:
     ax.set_xlabel("sine frequency (Hz)")
     ax.set_ylabel("|Im λ| of J")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
 
 
 # ---------------------------------------------------------------------- 2. reaching
@@ -401,73 +248,25 @@ def rnn_settings(settings: Settings, seed: int) -> dict:
     return {**same, **budget(settings), "device": "cpu", "seed": seed}
 
 
-def co_smoothing(model, name: str, test: TrialDataset, heldout: np.ndarray,
-                 settings: Settings) -> dict:
-    """Bits/spike of the held-out neurons on test trials (NLB co-smoothing).
-
-    JEDI infers the test trials' embeddings from the held-in neurons only (per condition, and
-    per trial as well); the baselines cannot use held-in activity of new trials (their
-    prediction is fixed by the condition), so theirs is the bits/spike of their prediction on
-    the held-out neurons.
-    """
-    if name != "JEDI":
-        return {"co_bps": metrics.bits_per_spike(model.predict_rates(test), test.counts,
-                                                 test.bin_size, units=heldout)}
-    return {
-        "co_bps": co_smoothing_bits_per_spike(model, test, heldout,
-                                                      max_epochs=settings.infer_epochs),
-        "co_bps_per_trial": co_smoothing_bits_per_spike(
-            model, test, heldout, per_trial=True, max_epochs=settings.infer_epochs),
-    }
-
-
 def few_shot(ds: TrialDataset, settings: Settings, seed: int) -> pd.DataFrame:
-    """Leave-one-condition-out few-shot generalization.
-
-    For each condition c: JEDI is fitted on the train/val trials of the *other* conditions;
-    `shots` training-split trials of c are drawn; JEDI infers c's embedding from them (network
-    frozen); a PerConditionRNN is fitted on them (all but one, the last for early stopping, its
-    standard regularizer) and a PSTH is averaged from them. All are scored on *every other*
-    trial of c (none of which any of these fits saw). Predictions of all conditions are pooled
-    before scoring, so the numbers are comparable with the main table.
-    """
+    """Leave-one-condition-out few-shot generalization (`evaluation.few_shot`) of JEDI, a
+    PerConditionRNN (JEDI's family and budget) and the PSTH, from `shots` trials."""
     from nwb_jedi.model.baselines import PerConditionRNN, PSTHBaseline
 
-    rng = np.random.default_rng(seed)
-    preds: dict[str, list[np.ndarray]] = {"JEDI": [], "PerConditionRNN": [], "PSTHBaseline": []}
-    scored = []
-    for c in np.flatnonzero(ds.trials_per_condition() > 0):
-        others = ds.condition != c
-        train = ds.subset(others & (ds.split == "train"))
-        val = ds.subset(others & (ds.split == "val"))
-        candidates = np.flatnonzero((ds.condition == c) & (ds.split == "train"))
-        shots = np.sort(rng.choice(candidates, settings.shots, replace=False))
-        rest = np.setdiff1d(np.flatnonzero(ds.condition == c), shots)
-        shot_ds, rest_ds = ds.subset(shots), ds.subset(rest)
-        model = jedi(settings, synthetic=False, seed=seed).fit(train, val)
-        inferred = model.infer_embeddings(shot_ds, max_epochs=settings.infer_epochs)
-        preds["JEDI"].append(inferred.predict_rates(rest_ds))
-        rnn = PerConditionRNN(**rnn_settings(settings, seed))
-        rnn.fit(ds.subset(shots[:-1]), ds.subset(shots[-1:]))
-        preds["PerConditionRNN"].append(rnn.predict_rates(rest_ds))
-        preds["PSTHBaseline"].append(PSTHBaseline().fit(shot_ds).predict_rates(rest_ds))
-        scored.append(rest)
-    target = ds.subset(np.concatenate(scored))
-    rows = []
-    for name, parts in preds.items():
-        rates = np.concatenate(parts)
-        rows.append({"model": name, "seed": seed,
-                     "fewshot_bps": metrics.bits_per_spike(rates, target.counts,
-                                                           target.bin_size),
-                     "fewshot_psth_r2": metrics.psth_r2(rates, target.counts, target.condition,
-                                                        target.n_conditions,
-                                                        target.bin_size)})
-    return pd.DataFrame(rows)
+    models = {"JEDI": jedi(settings, synthetic=False, seed=seed),
+              "PerConditionRNN": PerConditionRNN(**rnn_settings(settings, seed)),
+              "PSTHBaseline": PSTHBaseline()}
+    table = evaluation.few_shot(ds, models, shots=settings.shots, seed=seed,
+                                max_epochs=settings.infer_epochs)
+    return pd.DataFrame({"model": table["model"], "seed": seed,
+                         "fewshot_bps": table["bits_per_spike"],
+                         "fewshot_psth_r2": table["psth_r2"]})
 
 
 def run_reaching(settings: Settings, out: Path) -> dict:
     """Section 2: held-out metrics, co-smoothing and few-shot, over seeds."""
     from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.spectra import condition_spectra
 
     start = time.perf_counter()
     ds = reaching_data()
@@ -484,15 +283,17 @@ def run_reaching(settings: Settings, out: Path) -> dict:
             score = model.evaluate(test)
             row = {"model": name, "seed": seed, "bps": score["bits_per_spike"],
                    "psth_r2": score["psth_r2"], "r2": score["r2"],
-                   **co_smoothing(model, name, test, heldout, settings),
+                   **evaluation.co_smoothing(model, test, heldout,
+                                             max_epochs=settings.infer_epochs),
                    "fit_s": time.perf_counter() - t0}
             rows.append(row)
             log(f"  seed {seed} {name}: {row['bps']:.4f} bits/spike, PSTH R² "
                 f"{row['psth_r2']:.3f}, co-bps {row['co_bps']:.4f}")
             if seed == settings.seeds[0] and name == "JEDI":
-                plots.plot_psth(model, test, out / "reaching_psth_jedi.png")
+                plots.plot_psth(model.predict_rates(test), test,
+                                out / "reaching_psth_jedi.png")
                 plots.plot_embeddings(model, out / "reaching_embeddings.png")
-                plots.plot_eigenvalues(model, out / "reaching_eigenvalues.png",
+                plots.plot_eigenvalues(condition_spectra(model), out / "reaching_eigenvalues.png",
                                        title="JEDI on PMd reaching: eigenvalues of J")
                 plots.plot_training(model.history_, out / "reaching_training.png")
         fewshot.append(few_shot(ds, settings, seed))
@@ -505,32 +306,20 @@ def run_reaching(settings: Settings, out: Path) -> dict:
 MEMORYPRO_PHASES = (("stimulus", 0.1, 0.3), ("delay", 0.5, 0.7), ("response", 0.75, 0.95))
 
 
-def memorypro_phase_input(teacher, angle: float, phase: str) -> np.ndarray:
-    """The teacher's noiseless input in the middle of a memorypro phase window."""
-    trial = teacher.multitask.trial("memorypro", angle, teacher.dt)
-    window = dict((name, (a, b)) for name, a, b in MEMORYPRO_PHASES)[phase]
-    return np.asarray(trial.inputs[int(round(np.mean(window) / teacher.dt))], np.float64)
-
-
-def top_modes(discrete: np.ndarray, dt: float, k: int = 3) -> tuple[float, float]:
-    """Mean Re s (1/s) and mean |Im s|/2π (Hz) of the `k` continuous-time modes with the
-    largest real part, averaged over states (rows of `discrete`)."""
-    s = continuous_eigenvalues(discrete, dt)
-    order = np.argsort(-s.real, axis=-1)[..., :k]
-    top = np.take_along_axis(s, order, axis=-1)
-    return float(top.real.mean()), float((np.abs(top.imag) / (2 * np.pi)).mean())
+def phase_middle(phase: str) -> float:
+    """Time (s from the trial start) in the middle of a memorypro phase window."""
+    window = {name: (a, b) for name, a, b in MEMORYPRO_PHASES}[phase]
+    return float(np.mean(window))
 
 
 def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
     """One JEDI context per (angle, phase) of memorypro; Jacobian spectra vs the teacher's."""
     from nwb_jedi.analysis import plots
     from nwb_jedi.analysis.phases import split_phases
-    from nwb_jedi.analysis.spectra import jacobian_spectrum
-    from nwb_jedi.synthetic import get_teacher
+    from nwb_jedi.analysis.spectra import condition_spectra, jacobian_spectrum
 
     ds = synthetic_data(settings)
-    kwargs = {} if settings.teacher_iters is None else {"max_iters": settings.teacher_iters}
-    teacher = get_teacher(TASKS, n_units=settings.n_units, seed=0, **kwargs)
+    net = synthetic_teacher(settings)
     mp = ds.subset(ds.ground_truth["trial_task"] == "memorypro")
     phased = split_phases(mp, MEMORYPRO_PHASES)
     model = jedi(settings, synthetic=True).fit(phased.train, phased.val)
@@ -546,10 +335,11 @@ def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
                           / ds.bin_size))
         states = torch.as_tensor(gt["condition_states"][c, first:first + n_win],
                                  dtype=torch.float64)
-        _, jac = teacher_map(gt, memorypro_phase_input(teacher, cond.value, cond.phase))
+        u = ground_truth.teacher_input(net, "memorypro", cond.value, phase_middle(cond.phase))
+        _, jac = ground_truth.teacher_map(gt, u)
         teacher_ev = np.linalg.eigvals(jac(states).numpy())
         jedi_ev = jacobian_spectrum(model, row, n_steps=n_win).eigenvalues
-        t_re, t_hz = top_modes(teacher_ev, teacher.dt)
+        t_re, t_hz = top_modes(teacher_ev, net.dt)
         j_re, j_hz = top_modes(jedi_ev, model.bin_size_)
         lam = model.eigenvalues(row)
         rows.append({"phase": cond.phase, "angle": cond.value, "teacher_top3_re": t_re,
@@ -557,9 +347,9 @@ def run_memorypro_phases(settings: Settings, out: Path) -> pd.DataFrame:
                      "jedi_J_leading_modulus": float(np.abs(lam[0])),
                      "jedi_J_max_abs_imag": float(np.abs(lam.imag).max())})
     table = pd.DataFrame(rows)
-    plots.plot_eigenvalues(model, out / "memorypro_phase_eigenvalues.png",
-                           conditions=[i for i, a in enumerate(model.conditions_["value"])
-                                       if a in (0.0, 180.0)],
+    plots.plot_eigenvalues(condition_spectra(model, [i for i, a in enumerate(
+                               model.conditions_["value"]) if a in (0.0, 180.0)]),
+                           out / "memorypro_phase_eigenvalues.png",
                            title="JEDI memorypro contexts: eigenvalues of J per phase")
     summary = table.groupby("phase", sort=False).mean(numeric_only=True).drop(columns="angle")
     summary["test_r2_true"] = score["r2_true"]
@@ -602,7 +392,7 @@ def run_reaching_phases(settings: Settings, out: Path) -> pd.DataFrame:
     """Early vs late windows of whole reaching trials: J and Jacobian spectra per phase."""
     from nwb_jedi.analysis import plots
     from nwb_jedi.analysis.phases import summarize_phase_spectra
-    from nwb_jedi.analysis.spectra import jacobian_spectrum, spectrum_table
+    from nwb_jedi.analysis.spectra import condition_spectra, jacobian_spectrum, spectrum_table
 
     ds = reaching_phase_data()
     rows = []
@@ -619,7 +409,8 @@ def run_reaching_phases(settings: Settings, out: Path) -> pd.DataFrame:
                          "jac_top3_hz": float(np.mean([h for _, h in re_hz])),
                          "test_bps": score["bits_per_spike"]})
         if seed == settings.seeds[0]:
-            plots.plot_eigenvalues(model, out / "reaching_phase_eigenvalues.png",
+            plots.plot_eigenvalues(condition_spectra(model),
+                                   out / "reaching_phase_eigenvalues.png",
                                    title="JEDI on whole reaches: eigenvalues of J, early vs late")
     table = pd.DataFrame(rows)
     log(table.to_string(index=False))
@@ -744,9 +535,7 @@ def append_sweep(table: pd.DataFrame, path: Path) -> None:
         keys = set(zip(table["variant"], table["seed"], strict=True))
         old = old[[k not in keys for k in zip(old["variant"], old["seed"], strict=True)]]
         table = pd.concat([old, table], ignore_index=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, table.to_csv(index=False))
 
 
 def write_sweep(out: Path) -> Path:
@@ -777,7 +566,7 @@ def write_sweep(out: Path) -> Path:
     for table in tables:
         lines += [markdown_table(summarize_sweep(table), ".4f"), ""]
     path = out / "sweep.md"
-    _atomic_write(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 
@@ -793,12 +582,6 @@ def markdown_table(table: pd.DataFrame, floatfmt: str = ".3f") -> str:
     body = ["| " + " | ".join(cell(v) for v in row) + " |"
             for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- main
@@ -955,9 +738,9 @@ def write_report(results: dict, settings: Settings, out: Path, quick: bool = Fal
     if "reaching" in results:  # every seed's numbers, for anyone checking the means
         raw = results["reaching"]["table"].merge(results["reaching"]["fewshot"],
                                                  on=["model", "seed"], how="left")
-        _atomic_write(out / "reaching_seeds.csv", raw.to_csv(index=False))
+        atomic_write_text(out / "reaching_seeds.csv", raw.to_csv(index=False))
     path = out / "validation.md"
-    _atomic_write(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 

@@ -9,8 +9,9 @@ memorypro and dm; 24 conditions) and prints:
    ``embeddings_`` hold one vector per condition, so classifying them would be trivial. Instead
    every held-out trial is given its own label (its trial id, so no condition information goes
    in), and ``infer_embeddings`` fits one embedding per trial from its spikes alone, with the
-   network frozen. Those per-trial embeddings are then classified (a) by the nearest training
-   condition embedding and (b) by leave-one-out nearest-centroid among the held-out trials;
+   network frozen (`nwb_jedi.analysis.embedding.trial_embeddings`). Those per-trial embeddings
+   are then classified (a) by the nearest training condition embedding and (b) by
+   leave-one-out nearest-centroid among the held-out trials;
 3. Spearman correlation between sine frequency and |Im λ| of the leading eigenvalue (largest
    modulus) of each sine condition's J (paper: imaginary parts grow with frequency), and also
    with the largest |Im λ| of the spectrum;
@@ -27,45 +28,13 @@ import time
 
 import numpy as np
 
-from nwb_jedi import JEDI, TrialDataset
-from nwb_jedi.metrics import rate_r2
+from nwb_jedi import JEDI
+from nwb_jedi.analysis.embedding import classify_embeddings, nearest_embedding, trial_embeddings
+from nwb_jedi.analysis.ground_truth import sine_spearman
+from nwb_jedi.metrics import pooled_r2, rate_r2
 from nwb_jedi.synthetic import get_teacher, make_dataset
 
 TASKS = ("sine", "memorypro", "dm")
-
-
-def unlabeled(ds: TrialDataset) -> TrialDataset:
-    """The same trials with each trial as its own condition (label = trial id)."""
-    return TrialDataset.from_arrays(ds.counts, [f"trial{t}" for t in ds.trial_id], ds.bin_size,
-                                    trial_ids=ds.trial_id, unit_ids=ds.unit_id, time=ds.time,
-                                    split=np.full(ds.n_trials, "train"))
-
-
-def pooled_r2(pred: np.ndarray, true: np.ndarray) -> float:
-    """Variance of the teacher rates (about each neuron's mean) explained, pooled over neurons.
-
-    Unlike the mean of per-neuron R², neurons weigh by their variance, so teacher units that sit
-    saturated (almost constant rate) do not dominate with R² values that only measure noise.
-    """
-    y = true.reshape(-1, true.shape[-1]).astype(np.float64)
-    p = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
-    return float(1 - ((y - p) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
-
-
-def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    d = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
-    return d.argmin(1)
-
-
-def loo_nearest_centroid(x: np.ndarray, y: np.ndarray) -> float:
-    """Leave-one-out accuracy of a nearest-centroid classifier."""
-    correct = 0
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
-        classes = np.unique(y[keep])
-        cents = np.stack([x[keep][y[keep] == c].mean(0) for c in classes])
-        correct += classes[nearest_centroid(x[i:i + 1], cents)[0]] == y[i]
-    return correct / len(x)
 
 
 def main() -> None:
@@ -112,27 +81,22 @@ def main() -> None:
     print(f"score(test): {model.evaluate(test)}")
 
     t2 = time.perf_counter()
-    inferred = model.infer_embeddings(unlabeled(test), max_epochs=max(epochs // 3, 10))
-    trial_emb = inferred.embeddings_
-    row_of = {lab: i for i, lab in enumerate(inferred.conditions_["label"])}
-    trial_emb = trial_emb[[row_of[f"trial{t}"] for t in test.trial_id]]
+    trial_emb = trial_embeddings(model, test, max_epochs=max(epochs // 3, 10))
     t_infer = time.perf_counter() - t2
     truth = test.condition
     model_rows = {lab: i for i, lab in enumerate(model.conditions_["label"])}
     centroid_rows = [model_rows[lab] for lab in ds.conditions["label"]]
-    acc_nc = float(np.mean(nearest_centroid(trial_emb, model.embeddings_[centroid_rows])
-                           == truth))
-    acc_loo = loo_nearest_centroid(trial_emb, truth)
+    nearest = nearest_embedding(trial_emb, model.embeddings_[centroid_rows])
+    acc_nc = float(np.mean(nearest == truth))
+    # Leave-one-out: as many folds as trials.
+    acc_loo = classify_embeddings(trial_emb, truth, cv=len(truth))["accuracy"]
     task_truth = np.array([ds.conditions["task"].iloc[c] for c in truth])
-    task_pred = np.array([ds.conditions["task"].iloc[c] for c in
-                          nearest_centroid(trial_emb, model.embeddings_[centroid_rows])])
+    task_pred = np.array([ds.conditions["task"].iloc[c] for c in nearest])
     chance = 1 / ds.n_conditions
     print(f"condition from label-free per-trial embeddings of {test.n_trials} held-out trials "
           f"({t_infer:.1f} s to infer): nearest training embedding {acc_nc:.3f}, "
           f"leave-one-out nearest centroid {acc_loo:.3f} (chance {chance:.3f}); task "
           f"accuracy {np.mean(task_pred == task_truth):.3f}")
-
-    from validate import sine_spearman  # one definition of the spectra-frequency check
 
     sine = sine_spearman(model)
     print("sine frequency vs |Im λ| of leading eigenvalue: "

@@ -32,6 +32,7 @@ import numpy as np
 import nwb_jedi
 from nwb_jedi import JEDI, ConditionMapper, datasets
 from nwb_jedi.analysis import plots
+from nwb_jedi.analysis.spectra import condition_spectra
 from nwb_jedi.data.presets import preset
 
 FAST = os.environ.get("NWB_JEDI_TUTORIAL_FAST", "0") == "1"
@@ -74,11 +75,13 @@ print(f"{model.n_epochs_} epochs; held-out bits/spike {scores['bits_per_spike']:
 # Each point is one reach target's embedding (first two principal components). Each
 # condition's connectivity `J` is low rank; its nonzero eigenvalues, drawn against the unit
 # circle, summarise the condition's recurrent dynamics (close to 1: slow, persistent modes).
+# The figure functions draw results computed beforehand (`condition_spectra(model)`,
+# `model.predict_rates(ds.test)`), and take `ax=` to draw into axes of your own.
 
 # %%
 plots.plot_embeddings(model, OUT / "embeddings.png")
-plots.plot_eigenvalues(model, OUT / "eigenvalues.png")
-plots.plot_psth(model, ds.test, OUT / "psth.png")
+plots.plot_eigenvalues(condition_spectra(model), OUT / "eigenvalues.png")
+plots.plot_psth(model.predict_rates(ds.test), ds.test, OUT / "psth.png")
 plots.plot_training(model, OUT / "training.png")
 for label in ds.conditions["label"][:3]:
     print(label, np.round(model.eigenvalues(label), 3))

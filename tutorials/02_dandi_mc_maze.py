@@ -36,6 +36,7 @@ from pathlib import Path
 import nwb_jedi
 from nwb_jedi import JEDI, ConditionMapper
 from nwb_jedi.analysis import plots
+from nwb_jedi.analysis.spectra import condition_spectra
 from nwb_jedi.data.presets import preset
 
 FAST = os.environ.get("NWB_JEDI_TUTORIAL_FAST", "0") == "1"
@@ -82,9 +83,9 @@ print(f"held-out trials: bits/spike {scores['bits_per_spike']:.3f}, "
 # %%
 plots.plot_embeddings(model, OUT / "embeddings.png", color_by="trial_type",
                       annotate=len(model.conditions_) <= 20)
-plots.plot_psth(model, ds.test, OUT / "psth.png")
-plots.plot_eigenvalues(model, OUT / "eigenvalues.png",
-                       conditions=list(model.conditions_["label"][:8]))
+plots.plot_psth(model.predict_rates(ds.test), ds.test, OUT / "psth.png")
+plots.plot_eigenvalues(condition_spectra(model, conditions=list(model.conditions_["label"][:8])),
+                       OUT / "eigenvalues.png")
 
 # %% [markdown]
 # ## Share the fit

@@ -101,7 +101,7 @@ for label, row in zip(applied.conditions_["label"], dist, strict=True):
 per_trial = trial_embeddings(model, other.test, max_epochs=20 if FAST else 200)
 plots.plot_embeddings(model, OUT / "embeddings_other_session.png", embeddings=per_trial,
                       labels=[f"{lab} (other)" for lab in other.test.condition_labels])
-plots.plot_psth(applied, other.test, OUT / "psth_other_session.png")
+plots.plot_psth(applied.predict_rates(other.test), other.test, OUT / "psth_other_session.png")
 
 # %% [markdown]
 # ## Write the application as its own NWB file

@@ -1,16 +1,20 @@
 """Analyses of fitted dynamics: spectra, fixed points, Lyapunov exponents, embeddings,
-phase-specific contexts, evaluation protocols and figures.
+phase-specific contexts, evaluation protocols, the analysis report and figures.
 
 Modules
 -------
 dynamics            the noiseless map of a condition, its Jacobian and trajectories
-spectra             eigenvalues of J and of the Jacobian along trajectories or at fixed points
-fixedpoints         Sussillo-Barak fixed-point search and classification
+spectra             eigenvalues of J and of the Jacobian along trajectories or at fixed points;
+                    continuous-time modes
+fixedpoints         Sussillo-Barak fixed-point search, classification and matching
 lyapunov_exponents  Lyapunov exponents along trajectories
 embedding           classification, distances and interpolation in the embedding space
 phases              one context per (condition, task phase)
-evaluation          protocols that need a fitted model (co-smoothing)
-plots               figures (matplotlib; imported on first use)
+evaluation          protocols that need a fitted model: co-smoothing, few-shot generalization,
+                    classification of held-out trials, never scoring training trials
+report              `nwb-jedi analyze`'s analyses of a fitted model, computed once
+ground_truth        fitted dynamics against a synthetic teacher (imported on first use)
+plots               figures of computed results (matplotlib; imported on first use)
 
 The dynamics analyses take any fitted model with per-condition RNN weights (JEDI, or the RNN
 baselines in `nwb_jedi.model.baselines`). Array-level metrics are in `nwb_jedi.metrics`.
@@ -25,15 +29,23 @@ from nwb_jedi.analysis.embedding import (
     interpolate,
     trial_embeddings,
 )
-from nwb_jedi.analysis.evaluation import co_smoothing_bits_per_spike
+from nwb_jedi.analysis.evaluation import (
+    classify_trials,
+    co_smoothing,
+    co_smoothing_bits_per_spike,
+    few_shot,
+    trials_seen_in_training,
+)
 from nwb_jedi.analysis.fixedpoints import FixedPoints, find_fixed_points, fixed_points
 from nwb_jedi.analysis.lyapunov_exponents import lyapunov, lyapunov_spectrum
 from nwb_jedi.analysis.phases import phase_spectra, split_phases, summarize_phase_spectra
+from nwb_jedi.analysis.report import AnalysisReport, analysis_report
 from nwb_jedi.analysis.spectra import condition_spectra, jacobian_spectrum, spectrum_table
 
-# Figures need matplotlib, which model-only work should not pay for: `plots` is imported on
-# first use (``nwb_jedi.analysis.plots`` or ``from nwb_jedi.analysis import plots``).
-_ON_DEMAND = ("plots",)
+# Figures need matplotlib, and the teacher comparisons the synthetic package, which model-only
+# work should not pay for: they are imported on first use (``nwb_jedi.analysis.plots`` or
+# ``from nwb_jedi.analysis import plots``).
+_ON_DEMAND = ("ground_truth", "plots")
 
 
 def __getattr__(name: str):
@@ -47,8 +59,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "FixedPoints", "classify_embeddings", "co_smoothing_bits_per_spike", "condition_spectra",
-    "embedding_classification", "embedding_distances", "find_fixed_points", "fixed_points",
-    "interpolate", "jacobian_spectrum", "lyapunov", "lyapunov_spectrum", "phase_spectra",
-    "plots", "spectrum_table", "split_phases", "summarize_phase_spectra", "trial_embeddings",
+    "AnalysisReport", "FixedPoints", "analysis_report", "classify_embeddings",
+    "classify_trials", "co_smoothing", "co_smoothing_bits_per_spike", "condition_spectra",
+    "embedding_classification", "embedding_distances", "few_shot", "find_fixed_points",
+    "fixed_points", "ground_truth", "interpolate", "jacobian_spectrum", "lyapunov",
+    "lyapunov_spectrum", "phase_spectra", "plots", "spectrum_table", "split_phases",
+    "summarize_phase_spectra", "trial_embeddings", "trials_seen_in_training",
 ]

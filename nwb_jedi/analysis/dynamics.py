@@ -24,7 +24,7 @@ from nwb_jedi.model.rnn import step as rnn_step
 
 __all__ = [
     "JacobianFn", "StepFn", "autograd_jacobian", "model_initial_state", "model_jacobian",
-    "model_step", "sorted_eigenvalues", "trajectory_states",
+    "model_step", "model_trajectory", "sorted_eigenvalues", "trajectory_states",
 ]
 
 StepFn = Callable[[torch.Tensor], torch.Tensor]
@@ -77,6 +77,12 @@ def model_jacobian(model, condition: int | str) -> JacobianFn:
 def model_initial_state(model, condition: int | str) -> np.ndarray:
     """The condition's initial state x0 (N,)."""
     return np.asarray(model.condition_weights(condition)["x0"], dtype=np.float64)
+
+
+def model_trajectory(model, condition: int | str, n_steps: int) -> np.ndarray:
+    """The condition's noiseless states ``x_0 … x_{n_steps−1}`` from its x0, (n_steps, N)."""
+    return trajectory_states(model_step(model, condition), model_initial_state(model, condition),
+                             n_steps)
 
 
 def autograd_jacobian(step: StepFn) -> JacobianFn:

@@ -121,6 +121,15 @@ def classify_embeddings(embeddings: np.ndarray, labels: Sequence, *, cv: int = 5
     }
 
 
+def nearest_embedding(points: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Row of the nearest reference (Euclidean) for every point: (P, d), (C, d) -> (P,).
+
+    E.g. which condition embedding of a fitted model each per-trial embedding is closest to.
+    """
+    points, references = np.asarray(points), np.asarray(references)
+    return ((points[:, None, :] - references[None]) ** 2).sum(-1).argmin(1)
+
+
 # ---------------------------------------------------------------------- per-trial embeddings
 def one_condition_per_trial(ds: TrialDataset) -> TrialDataset:
     """The same trials, each its own condition (label: trial id, or index if ids repeat)."""

@@ -29,7 +29,7 @@ from nwb_jedi.analysis.dynamics import (
 )
 from nwb_jedi.errors import UserError
 
-__all__ = ["FixedPoints", "classify", "find_fixed_points", "fixed_points",
+__all__ = ["FixedPoints", "classify", "find_fixed_points", "fixed_points", "match_fixed_points",
            "sample_initial_states", "trajectory_starts"]
 
 
@@ -231,3 +231,30 @@ def fixed_points(model, condition: int | str, *, n_initial: int = 256, n_steps: 
     return find_fixed_points(step, init, tol=tol, unique_tol=unique_tol, max_iters=max_iters,
                              lr=lr, newton_steps=newton_steps,
                              jacobian=model_jacobian(model, condition))
+
+
+def match_fixed_points(points_a: np.ndarray, points_b: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair two sets of points one to one, minimizing the summed Euclidean distance.
+
+    The Hungarian algorithm (`scipy.optimize.linear_sum_assignment`): with P and Q points,
+    ``min(P, Q)`` pairs are made. Compare fixed points of two systems in a space they share
+    (e.g. the recorded neurons' firing rates), not in their own state spaces.
+
+    Parameters
+    ----------
+    points_a, points_b : ndarray (P, D), (Q, D)
+
+    Returns
+    -------
+    rows, cols, distances : ndarray
+        ``points_a[rows[i]]`` is paired with ``points_b[cols[i]]`` at ``distances[i]``; all
+        empty when either set is.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if len(points_a) == 0 or len(points_b) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    cost = np.linalg.norm(points_a[:, None] - points_b[None], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    return rows, cols, cost[rows, cols]

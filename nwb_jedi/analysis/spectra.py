@@ -10,6 +10,7 @@ estimator and the RNN baselines alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,8 @@ from nwb_jedi.analysis.dynamics import (
 from nwb_jedi.analysis.fixedpoints import fixed_points
 from nwb_jedi.errors import UserError
 
-__all__ = ["JacobianSpectrum", "condition_spectra", "jacobian_spectrum", "spectrum_table"]
+__all__ = ["JacobianSpectrum", "condition_spectra", "continuous_eigenvalues", "jacobian_spectrum",
+           "leading_frequency", "spectrum_table", "top_modes"]
 
 
 # ---------------------------------------------------------------------- public analyses
@@ -97,14 +99,31 @@ def jacobian_spectrum(model, condition: int | str, along: str = "trajectory", *,
     return JacobianSpectrum(sorted_eigenvalues(matrices), states, index, along)
 
 
-def condition_spectra(model) -> dict[str, np.ndarray]:
+def condition_spectra(model, conditions: Sequence[int | str] | None = None
+                      ) -> dict[str, np.ndarray]:
     """Nonzero eigenvalues of each condition's connectivity J, keyed by condition label.
 
     For x' = −x + J tanh(x) + b linearized at 0 the stability boundary is Re λ = 1, so J's
     eigenvalues are compared with the unit circle.
+
+    Parameters
+    ----------
+    model : fitted JEDI or RNN baseline
+    conditions : sequence of int or str, optional
+        Rows or labels of the conditions to include, in this order; default all.
     """
     labels = list(model.conditions_["label"].astype(str))
-    return {label: np.asarray(model.eigenvalues(i)) for i, label in enumerate(labels)}
+    chosen = labels if conditions is None else [_label_of(labels, c) for c in conditions]
+    return {label: np.asarray(model.eigenvalues(label)) for label in chosen}
+
+
+def _label_of(labels: list[str], condition: int | str) -> str:
+    """The label of a condition given by its row or its label."""
+    if isinstance(condition, int | np.integer) and 0 <= condition < len(labels):
+        return labels[int(condition)]
+    if str(condition) in labels:
+        return str(condition)
+    raise UserError(f"unknown condition {condition!r}; known: {', '.join(labels[:10])}")
 
 
 def spectrum_table(model) -> pd.DataFrame:
@@ -118,3 +137,47 @@ def spectrum_table(model) -> pd.DataFrame:
             row.update(rank=rank, real=float(v.real), imag=float(v.imag), modulus=float(abs(v)))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- continuous time
+def continuous_eigenvalues(discrete: np.ndarray, dt: float) -> np.ndarray:
+    """Eigenvalues of the continuous-time linearization, ``s = (λ − 1)/Δt`` (1/s).
+
+    Discrete-time Jacobians of maps with different steps (a teacher stepping every 10 ms, a
+    model stepping every 20 ms bin) are not comparable; ``Re s`` (growth rate, 1/s) and
+    ``Im s / 2π`` (oscillation frequency, Hz) are.
+    """
+    return (np.asarray(discrete) - 1.0) / dt
+
+
+def leading_frequency(discrete: np.ndarray, dt: float) -> float:
+    """``|Im s| / 2π`` (Hz) of the continuous-time mode with the largest real part.
+
+    Parameters
+    ----------
+    discrete : ndarray (N,), complex
+        Eigenvalues of one discrete-time Jacobian.
+    dt : float
+        Time step of the map (s).
+    """
+    s = continuous_eigenvalues(discrete, dt)
+    return float(abs(s[np.argmax(s.real)].imag) / (2 * np.pi))
+
+
+def top_modes(discrete: np.ndarray, dt: float, k: int = 3) -> tuple[float, float]:
+    """Mean ``Re s`` (1/s) and mean ``|Im s| / 2π`` (Hz) of the `k` continuous-time modes with
+    the largest real part, averaged over states.
+
+    Parameters
+    ----------
+    discrete : ndarray (P, N) or (N,), complex
+        Eigenvalues of discrete-time Jacobians, one row per state.
+    dt : float
+        Time step of the map (s).
+    k : int
+        How many of the least stable modes to average.
+    """
+    s = continuous_eigenvalues(discrete, dt)
+    order = np.argsort(-s.real, axis=-1)[..., :k]
+    top = np.take_along_axis(s, order, axis=-1)
+    return float(top.real.mean()), float((np.abs(top.imag) / (2 * np.pi)).mean())

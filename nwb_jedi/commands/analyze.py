@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 from nwb_jedi._files import atomic_write_text
 from nwb_jedi.commands._options import add_quiet_option, make_friendly
 from nwb_jedi.errors import UserError
@@ -55,12 +53,28 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nwb_jedi.analysis import plots
-    from nwb_jedi.analysis.embedding import embedding_distances
-    from nwb_jedi.analysis.fixedpoints import fixed_points
-    from nwb_jedi.analysis.spectra import jacobian_spectrum
+    from nwb_jedi.analysis.report import analysis_report
     from nwb_jedi.io.write import load_dataset, load_model
 
+    out = _check_arguments(args)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    model = load_model(args.file, args.module_name)
+    ds = load_dataset(args.file, args.module_name)
+    os.makedirs(out, exist_ok=True)
+    report = analysis_report(model, ds, fixed_point_conditions=args.fixed_point_conditions,
+                             seed=args.seed, log=say)
+    say("figures ...")
+    written = write_figures(report, out)
+    lines = report.summary_lines(args.file)
+    lines.append(f"figures in {os.path.abspath(out)}: {', '.join(written)}")
+    summary = "\n".join(lines)
+    atomic_write_text(os.path.join(out, "summary.txt"), summary + "\n")
+    print(summary)
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> str:
+    """Refuse bad arguments before anything is read; return the output directory."""
     if args.fixed_point_conditions < 0:
         raise UserError(f"--fixed-point-conditions must be 0 or more, got "
                         f"{args.fixed_point_conditions}")
@@ -69,72 +83,28 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or os.path.splitext(args.file)[0] + "_analysis"
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file; give a directory for the figures")
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    return out
 
-    model = load_model(args.file, args.module_name)
-    ds = load_dataset(args.file, args.module_name)
-    os.makedirs(out, exist_ok=True)
-    labels = list(model.conditions_["label"].astype(str))
-    n_steps = ds.n_bins
-    lines = [f"{args.file}: JEDI with {len(labels)} conditions, {model.n_units_} neurons, "
-             f"rank {model.rank}, embedding size {model.embed_dim}, {ds.n_bins} bins of "
-             f"{ds.bin_size * 1e3:g} ms"]
 
-    # Spectra: J's eigenvalues (the low-rank connectivity) and the Jacobian along the
-    # trajectory (the local linear dynamics the data actually visit).
-    say("spectra ...")
-    leading = {lab: float(np.max(np.abs(model.eigenvalues(i)))) for i, lab in enumerate(labels)}
-    jac = {lab: jacobian_spectrum(model, i, n_steps=n_steps).eigenvalues
-           for i, lab in enumerate(labels)}
-    jac_max = {lab: float(np.abs(ev).max()) if ev.size else float("nan")
-               for lab, ev in jac.items()}
-    lo, hi = min(leading, key=leading.get), max(leading, key=leading.get)
-    lines.append(f"J leading |eigenvalue|: {leading[lo]:.3f} ({lo}) to {leading[hi]:.3f} ({hi})")
-    lines.append(f"Jacobian spectral radius along trajectories: "
-                 f"{min(jac_max.values()):.3f} to {max(jac_max.values()):.3f} "
-                 f"(> 1: locally expanding)")
-    plots.plot_eigenvalues(model, os.path.join(out, "eigenvalues.png"))
-    plots.plot_eigenvalues({lab: ev.ravel() for lab, ev in jac.items()},
-                           os.path.join(out, "jacobian_spectra.png"),
+def write_figures(report, out: str) -> list[str]:
+    """Draw the report's figures into directory `out` and return the names of the `FIGURES`
+    now there, in order. The fixed-point figure is drawn only when fixed points were searched,
+    the training curves only when the model recorded them."""
+    from nwb_jedi.analysis import plots
+
+    def path(name: str) -> str:
+        return os.path.join(out, name)
+
+    plots.plot_embeddings(report.embeddings, path("embeddings.png"),
+                          conditions=report.conditions)
+    plots.plot_eigenvalues(report.j_spectra, path("eigenvalues.png"),
+                           conditions=report.labels[:plots.MAX_SPECTRUM_PANELS])
+    plots.plot_eigenvalues(report.jacobian_spectra, path("jacobian_spectra.png"),
                            title="Jacobian eigenvalues along the trajectory")
-
-    # Fixed points of the first conditions.
-    chosen = list(range(min(args.fixed_point_conditions, len(labels))))
-    if chosen:
-        say(f"fixed points of {len(chosen)} condition(s) ...")
-        found = {}
-        for c in chosen:
-            fps = fixed_points(model, c, n_initial=128, n_steps=n_steps, seed=args.seed)
-            kinds = {k: int(np.sum(fps.stability == k)) for k in ("stable", "saddle", "unstable")}
-            found[labels[c]] = ", ".join(f"{v} {k}" for k, v in kinds.items() if v) or "none"
-        lines.append("fixed points: " + "; ".join(f"{k}: {v}" for k, v in found.items()))
-        plots.plot_fixed_points(model, os.path.join(out, "fixed_points.png"), chosen,
-                                n_steps=n_steps,
-                                fixed_point_kwargs={"n_initial": 128, "seed": args.seed})
-
-    # Embedding geometry.
-    dist = embedding_distances(model)
-    if len(labels) > 1:
-        off = dist[~np.eye(len(labels), dtype=bool)]
-        i, j = np.unravel_index(np.argmin(dist + np.diag(np.full(len(labels), np.inf))),
-                                dist.shape)
-        lines.append(f"embedding distances: median {np.median(off):.3f}; closest pair "
-                     f"{labels[i]} / {labels[j]} ({dist[i, j]:.3f})")
-    plots.plot_embeddings(model, os.path.join(out, "embeddings.png"))
-
-    # The fit itself, on held-out trials when the file has them.
-    test = ds.test if ds.test.n_trials else ds
-    score = model.evaluate(test)
-    which = "held-out" if test is not ds else "all"
-    lines.append(f"{which} trials ({test.n_trials}): bits/spike {score['bits_per_spike']:.3f}, "
-                 f"PSTH R² {score['psth_r2']:.3f}, single-trial R² {score['r2']:.3f}")
-    plots.plot_psth(model, test, os.path.join(out, "psth.png"))
-    if getattr(model, "history_", None) and len(model.history_.get("train_loss", [])):
-        plots.plot_training(model, os.path.join(out, "training.png"))
-
-    written = [name for name in FIGURES if os.path.exists(os.path.join(out, name))]
-    lines.append(f"figures in {os.path.abspath(out)}: {', '.join(written)}")
-    summary = "\n".join(lines)
-    atomic_write_text(os.path.join(out, "summary.txt"), summary + "\n")
-    print(summary)
-    return 0
+    if report.fixed_points:
+        plots.plot_fixed_points(report.trajectories, report.fixed_points,
+                                path("fixed_points.png"))
+    plots.plot_psth(report.rates, report.scored, path("psth.png"))
+    if report.has_history:
+        plots.plot_training(report.history, path("training.png"))
+    return [name for name in FIGURES if os.path.exists(path(name))]

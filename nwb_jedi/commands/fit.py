@@ -152,9 +152,12 @@ def _short_list(names: list[str], limit: int = 8) -> str:
 
 def _write_plots(model, ds, directory: str) -> None:
     from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.spectra import condition_spectra
 
     os.makedirs(directory, exist_ok=True)
+    spectra = condition_spectra(model)
     plots.plot_embeddings(model, os.path.join(directory, "embeddings.png"))
-    plots.plot_eigenvalues(model, os.path.join(directory, "eigenvalues.png"))
+    plots.plot_eigenvalues(spectra, os.path.join(directory, "eigenvalues.png"),
+                           conditions=list(spectra)[:plots.MAX_SPECTRUM_PANELS])
     plots.plot_training(model, os.path.join(directory, "training.png"))
-    plots.plot_psth(model, ds.test, os.path.join(directory, "psth.png"))
+    plots.plot_psth(model.predict_rates(ds.test), ds.test, os.path.join(directory, "psth.png"))

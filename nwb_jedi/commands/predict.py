@@ -93,16 +93,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarray:
-    """Mask of the trials of `ds` that trained (or early-stopped) the model's network: only
-    possible when `ds` comes from the session the model was fitted on."""
+    """Mask of the trials of `ds` that trained (or early-stopped) the model's network (the
+    rule: `nwb_jedi.analysis.evaluation.trials_seen_in_training`)."""
+    from nwb_jedi.analysis.evaluation import trials_seen_in_training
     from nwb_jedi.io.write import load_dataset
 
     fitted_session = (summary.get("session") or {}).get("session_id")
-    if not fitted_session or fitted_session != session.metadata.get("session_id"):
-        return np.zeros(ds.n_trials, dtype=bool)
-    fitted = load_dataset(path, module_name)
-    used = {str(t) for t in fitted.trial_id[fitted.split != "test"]}
-    return np.array([str(t) in used for t in ds.trial_id], dtype=bool)
+    session_id = session.metadata.get("session_id")
+    trial_ids, split = [], []
+    if fitted_session and fitted_session == session_id:
+        # Only then can the trials overlap, so only then are the fitted trials worth reading.
+        fitted = load_dataset(path, module_name)
+        trial_ids, split = fitted.trial_id, fitted.split
+    return trials_seen_in_training(fitted_session, trial_ids, split, session_id, ds.trial_id)
 
 
 def check_units(model_units: np.ndarray, data_units: np.ndarray, source: str) -> None:

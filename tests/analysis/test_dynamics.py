@@ -166,3 +166,42 @@ def test_trajectory_starts_begin_at_the_trajectory_mean():
     assert starts.shape == (8, 2)
     np.testing.assert_allclose(starts[0], [3.0, 3.0], atol=1e-12)  # the centre it circles
     assert np.allclose(np.linalg.norm(starts[1:] - 3.0, axis=1), 1.0)  # the others: on it
+
+
+def test_hungarian_matching_pairs_nearest_points():
+    from nwb_jedi.analysis.fixedpoints import match_fixed_points
+
+    a = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    b = a[[2, 0]] + 0.1  # two of the three, shuffled
+    rows, cols, dist = match_fixed_points(a, b)
+    assert dict(zip(rows.tolist(), cols.tolist(), strict=True)) == {0: 1, 2: 0}
+    np.testing.assert_allclose(dist, np.sqrt(0.02))
+    assert len(match_fixed_points(a, b[:0])[0]) == 0
+
+
+def test_continuous_frequency_of_a_discrete_rotation():
+    from nwb_jedi.analysis.spectra import continuous_eigenvalues, leading_frequency, top_modes
+
+    dt, hz, decay = 0.02, 3.0, -2.0
+    # The exact discrete map of s = decay ± 2πi·hz, to first order in dt.
+    s = np.array([decay + 2j * np.pi * hz, decay - 2j * np.pi * hz, -50.0])
+    discrete = 1 + s * dt
+    np.testing.assert_allclose(continuous_eigenvalues(discrete, dt), s)
+    assert leading_frequency(discrete, dt) == pytest.approx(hz)
+    re, freq = top_modes(discrete[None], dt, k=2)
+    assert re == pytest.approx(decay) and freq == pytest.approx(hz)
+
+
+def test_model_trajectory_and_chosen_condition_spectra(small_jedi):
+    from nwb_jedi.analysis.dynamics import model_trajectory
+
+    states = model_trajectory(small_jedi, "c1", 25)
+    expected = trajectory_states(model_step(small_jedi, 1), model_initial_state(small_jedi, 1),
+                                 25)
+    np.testing.assert_array_equal(states, expected)
+    np.testing.assert_array_equal(states, jacobian_spectrum(small_jedi, 1, n_steps=25).states)
+    chosen = condition_spectra(small_jedi, conditions=[2, "c0"])
+    assert list(chosen) == ["c2", "c0"]
+    np.testing.assert_array_equal(chosen["c2"], small_jedi.eigenvalues(2))
+    with pytest.raises(UserError, match="unknown condition"):
+        condition_spectra(small_jedi, conditions=["c9"])

@@ -1,0 +1,53 @@
+"""`nwb-jedi analyze` runs each analysis once: the fixed points it summarizes are the ones it
+draws, searched once per condition."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.test_fit import TINY, run_cli
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from nwb_jedi.cli import main
+
+    path = tmp_path_factory.mktemp("analyze") / "fit.nwb"
+    assert main(["fit", *TINY, "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    from nwb_jedi.analysis import fixedpoints
+
+    starts: list[int] = []
+    search = fixedpoints._search
+
+    def counting(step, init, *args, **kwargs):
+        starts.append(len(init))
+        return search(step, init, *args, **kwargs)
+
+    monkeypatch.setattr(fixedpoints, "_search", counting)
+    return starts
+
+
+def test_analyze_searches_each_conditions_fixed_points_once(fitted, searches, tmp_path, capsys):
+    out = tmp_path / "figures"
+    rc, stdout, err = run_cli(["analyze", str(fitted), "--out", str(out),
+                               "--fixed-point-conditions", "2", "--quiet"], capsys)
+    assert rc == 0, err
+    assert searches == [128, 128]  # 2 conditions, 128 starts each, and nothing more
+    assert "fixed points: reach1: " in stdout and "; reach2: " in stdout
+    assert (out / "fixed_points.png").stat().st_size > 10_000
+
+
+def test_analyze_without_fixed_points_searches_none(fitted, searches, tmp_path, capsys):
+    out = tmp_path / "figures"
+    rc, stdout, err = run_cli(["analyze", str(fitted), "--out", str(out),
+                               "--fixed-point-conditions", "0", "--quiet"], capsys)
+    assert rc == 0, err
+    assert searches == []
+    assert "fixed points:" not in stdout and not (out / "fixed_points.png").exists()
+    assert "embeddings.png, eigenvalues.png, jacobian_spectra.png, psth.png, training.png" \
+        in stdout
