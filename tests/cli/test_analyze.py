@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_fit import TINY, run_cli
+from tests.cli.runner import TINY, run_cli
 
 
 @pytest.fixture(scope="module")
