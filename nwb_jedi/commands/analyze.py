@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from nwb_jedi.analysis.embedding import embedding_distances
     from nwb_jedi.analysis.fixedpoints import fixed_points
     from nwb_jedi.analysis.spectra import jacobian_spectrum
-    from nwb_jedi.io.write import load_dataset, load_model
+    from nwb_jedi.io.load import load_dataset, load_model
 
     if args.fixed_point_conditions < 0:
         raise UserError(f"--fixed-point-conditions must be 0 or more, got "

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.io.dandi_server import DandiTestServer
+
+if TYPE_CHECKING:
+    from nwb_jedi.data.dataset import TrialDataset
+    from nwb_jedi.model.jedi import JEDI
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REAL_000006 = DATA / "sub-anm369963_ses-20170228.nwb"
@@ -93,3 +100,79 @@ def dandi_api(dandi_server: DandiTestServer, monkeypatch: pytest.MonkeyPatch,
     dandi_server.drop_connections(0)
     dandi_server.reset_counters()
     return dandi_server
+
+
+# ------------------------------------------------------------------ fitted models and their files
+# Shared by test_write.py (writing) and test_load.py (reading back): fitted and written once.
+SESSION_META = {"session_start_time": "2021-03-04T10:00:00+00:00", "session_id": "arrays-1",
+                "session_description": "synthetic counts",
+                "subject": {"subject_id": "m1", "species": "Mus musculus", "sex": "F",
+                            "age": "P90D"}}
+
+
+def tiny(**kw) -> JEDI:
+    from nwb_jedi.model.jedi import JEDI
+
+    params = dict(hidden=16, embed_dim=3, rank=2, max_epochs=4, patience=2, device="cpu",
+                  seed=0)
+    params.update(kw)
+    return JEDI(**params)
+
+
+def assert_same_dataset(a: TrialDataset, b: TrialDataset) -> None:
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.condition, b.condition)
+    pd.testing.assert_frame_equal(a.conditions.reset_index(drop=True),
+                                  b.conditions.reset_index(drop=True))
+    np.testing.assert_array_equal(a.trial_id, b.trial_id)
+    assert a.trial_id.dtype.kind == b.trial_id.dtype.kind
+    np.testing.assert_array_equal(a.unit_id, b.unit_id)
+    assert a.unit_id.dtype.kind == b.unit_id.dtype.kind
+    np.testing.assert_array_equal(a.time, b.time)
+    np.testing.assert_array_equal(a.align_time, b.align_time)
+    assert a.bin_size == b.bin_size
+    np.testing.assert_array_equal(a.split, b.split)
+
+
+@pytest.fixture(scope="session")
+def arrays_fit():
+    from nwb_jedi.data.dataset import TrialDataset
+
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(1.5, size=(36, 8, 5))
+    labels = [("maze", i % 4) for i in range(36)]
+    ds = TrialDataset.from_arrays(counts, labels, 0.02, condition_names=["task", "target"],
+                                  trial_ids=[f"t{i:03d}" for i in range(36)],
+                                  align_time=10.0 + np.arange(36) * 1.0,
+                                  metadata={"session": SESSION_META})
+    return tiny().fit(ds.train, ds.val), ds
+
+
+@pytest.fixture(scope="session")
+def maze_fit(mc_maze_nwb):
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.io.read import read_session
+
+    session = read_session(mc_maze_nwb, behavior=False)
+    mapper = ConditionMapper(by="trial_type", align="move_onset_time", window=(-0.1, 0.2),
+                             bin_size=0.02, behavior=False, verbose=False)
+    ds = mapper.build(session)
+    return tiny(trial_embeddings=True).fit(ds.train, ds.val), ds, session
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory, arrays_fit, maze_fit, mc_maze_nwb):
+    """Every kind of file write_results makes, written once for the test run."""
+    from nwb_jedi.io.write import write_results
+
+    root = tmp_path_factory.mktemp("written")
+    model, ds = arrays_fit
+    maze_model, maze_ds, _ = maze_fit
+    before = hashlib.sha256(Path(mc_maze_nwb).read_bytes()).hexdigest()
+    files = {
+        "minimal": write_results(model, ds, root / "minimal.nwb"),
+        "derived": write_results(maze_model, maze_ds, root / "derived.nwb",
+                                 source=mc_maze_nwb),
+    }
+    assert hashlib.sha256(Path(mc_maze_nwb).read_bytes()).hexdigest() == before
+    return files

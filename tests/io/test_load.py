@@ -1,0 +1,142 @@
+"""load_model / load_dataset: round trips of what write_results wrote, and refusal of unsafe
+or damaged model files (nothing unpickled, nothing executed)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nwb_jedi.errors import ModelFileError
+from nwb_jedi.io.load import load_dataset, load_model
+from tests.io.conftest import assert_same_dataset
+
+
+# ---------------------------------------------------------------------------------- round trip
+def test_round_trip_predictions_bit_identical(arrays_fit, written):
+    model, ds = arrays_fit
+    loaded = load_model(written["minimal"])
+    assert np.array_equal(loaded.predict_rates(ds), model.predict_rates(ds))
+    assert np.array_equal(loaded.embeddings_, model.embeddings_)
+    assert loaded.get_params() == {**model.get_params(), "device": "cpu"}
+    assert loaded.history_ == model.history_
+
+
+def test_round_trip_per_trial_embeddings_and_session_units(maze_fit, written):
+    model, ds, _ = maze_fit
+    loaded = load_model(written["derived"])
+    assert np.array_equal(loaded.predict_rates(ds), model.predict_rates(ds))
+    np.testing.assert_array_equal(loaded.trial_offset_ids_, model.trial_offset_ids_)
+
+
+def test_load_dataset_equals_fitted_dataset(arrays_fit, maze_fit, written):
+    assert_same_dataset(load_dataset(written["minimal"]), arrays_fit[1])
+    loaded = load_dataset(written["derived"])
+    assert_same_dataset(loaded, maze_fit[1])
+    assert loaded.metadata["mapper"]["align"] == "move_onset_time"
+
+
+# ---------------------------------------------------------------------------------- unsafe files
+class _Payload:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _replace_tensor(path: Path, tensor: str, make) -> None:
+    with h5py.File(path, "a") as h5:
+        group = h5["processing/jedi/model"]
+        for name, obj in list(group.items()):
+            if obj.attrs.get("tensor_name") == tensor:
+                attrs = dict(obj.attrs)
+                del group[name]
+                new = make(group, name)
+                for key, value in attrs.items():
+                    new.attrs[key] = value
+                return
+    raise AssertionError(f"no tensor {tensor}")
+
+
+def _tampered(written, tmp_path, make, tensor="readout.gain") -> Path:
+    path = tmp_path / "tampered.nwb"
+    shutil.copyfile(written["minimal"], path)
+    _replace_tensor(path, tensor, make)
+    return path
+
+
+@pytest.mark.parametrize("how", ["opaque", "vlen_bytes", "uint8", "object_strings"])
+def test_pickled_or_object_parameters_are_refused_and_never_run(written, tmp_path, how):
+    marker = tmp_path / "PWNED"
+    blob = pickle.dumps(_Payload(str(marker)))
+
+    def make(group, name):
+        if how == "opaque":
+            return group.create_dataset(name, data=np.void(blob))
+        if how == "vlen_bytes":
+            new = group.create_dataset(name, shape=(5,), dtype=h5py.vlen_dtype(np.uint8))
+            for i in range(5):
+                new[i] = np.frombuffer(blob, dtype=np.uint8)
+            return new
+        if how == "uint8":
+            return group.create_dataset(name, data=np.frombuffer(blob, dtype=np.uint8))
+        return group.create_dataset(name, data=["a", "b", "c", "d", "e"],
+                                    dtype=h5py.string_dtype())
+
+    path = _tampered(written, tmp_path, make)
+    with pytest.raises(ModelFileError, match="readout.gain.*refusing"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_wrong_shape_is_refused(written, tmp_path):
+    path = _tampered(written, tmp_path, lambda g, n: g.create_dataset(
+        n, data=np.ones((7,), dtype=np.float32)))
+    with pytest.raises(ModelFileError, match=r"readout.gain.*shape \(7,\)"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_is_refused(written, tmp_path, bad):
+    values = np.ones(5, dtype=np.float32)
+    values[2] = bad
+    path = _tampered(written, tmp_path, lambda g, n: g.create_dataset(n, data=values))
+    with pytest.raises(ModelFileError, match="NaN or infinite"):
+        load_model(path)
+
+
+def test_missing_tensor_and_unknown_version_are_refused(written, tmp_path):
+    path = tmp_path / "missing.nwb"
+    shutil.copyfile(written["minimal"], path)
+    with h5py.File(path, "a") as h5:
+        del h5["processing/jedi/model/readout__gain"]
+    with pytest.raises(ModelFileError, match="missing.*readout.gain"):
+        load_model(path)
+    path = tmp_path / "version.nwb"
+    shutil.copyfile(written["minimal"], path)
+    with h5py.File(path, "a") as h5:
+        group = h5["processing/jedi/model"]
+        config = json.loads(group.attrs["config"])
+        config["format_version"] = 99
+        group.attrs["config"] = json.dumps(config)
+    with pytest.raises(ModelFileError, match="version 99 is not supported"):
+        load_model(path)
+
+
+def test_files_without_a_model_are_refused(tmp_path, mc_maze_nwb):
+    with pytest.raises(ModelFileError, match="holds no JEDI model"):
+        load_model(mc_maze_nwb)
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "nope.nwb")
+    text = tmp_path / "text.nwb"
+    text.write_text("not hdf5")
+    with pytest.raises(ModelFileError, match="not a readable HDF5"):
+        load_dataset(text)
