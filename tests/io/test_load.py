@@ -140,3 +140,65 @@ def test_files_without_a_model_are_refused(tmp_path, mc_maze_nwb):
     text.write_text("not hdf5")
     with pytest.raises(ModelFileError, match="not a readable HDF5"):
         load_dataset(text)
+
+
+# ---------------------------------------------------------------------------------- estimators
+class _OtherEstimator:
+    """Stands for an estimator other than JEDI that the lead registers in model.FORMATS."""
+
+    @classmethod
+    def from_state(cls, config, tensors):
+        new = cls()
+        new.config, new.tensors = config, tensors
+        return new
+
+
+def _with_format(written, tmp_path, name: str) -> Path:
+    path = tmp_path / "format.nwb"
+    shutil.copyfile(written["minimal"], path)
+    with h5py.File(path, "a") as h5:
+        group = h5["processing/jedi/model"]
+        config = json.loads(group.attrs["config"])
+        config["format"] = name
+        group.attrs["config"] = json.dumps(config)
+    return path
+
+
+def test_load_model_chooses_the_estimator_by_the_stored_format(written, tmp_path, monkeypatch):
+    from nwb_jedi import model as model_pkg
+
+    path = _with_format(written, tmp_path, "tests.Other")
+    monkeypatch.setitem(model_pkg.FORMATS, "tests.Other", (__name__, "_OtherEstimator"))
+    loaded = load_model(path)
+    assert type(loaded).__name__ == "_OtherEstimator"
+    assert loaded.config["format"] == "tests.Other"
+    assert "unit_id" in loaded.config and "history" in loaded.config  # the fit state too
+    assert "readout.gain" in loaded.tensors
+    monkeypatch.undo()
+    with pytest.raises(ModelFileError, match="not a model nwb_jedi can load.*'tests.Other'"):
+        load_model(path)
+
+
+# ---------------------------------------------------------------------------------- old location
+@pytest.mark.parametrize("name", ["load_model", "load_dataset", "read_summary", "find_modules"])
+def test_readers_are_still_importable_from_io_write_for_one_release(name):
+    from nwb_jedi.io import load, write
+
+    with pytest.warns(DeprecationWarning, match=f"io.write.{name} moved to nwb_jedi.io.load"):
+        moved = getattr(write, name)
+    assert moved is getattr(load, name)
+
+
+def test_io_write_has_no_other_lazy_names():
+    from nwb_jedi.io import write
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        write.nothing_here  # noqa: B018
+
+
+def test_facade_loads_through_io_load():
+    import nwb_jedi
+    from nwb_jedi.io import load
+
+    assert nwb_jedi.load_model is load.load_model
+    assert nwb_jedi.load_dataset is load.load_dataset

@@ -261,3 +261,40 @@ def test_append_into_a_copy_leaves_the_source_alone(arrays_fit, written, tmp_pat
         load_model(out)
     assert np.array_equal(load_model(out, "jedi_again").predict_rates(ds),
                           model.predict_rates(ds))
+
+
+# ---------------------------------------------------------------------------------- given results
+def test_given_results_are_only_serialized(arrays_fit, tmp_path, monkeypatch):
+    from nwb_jedi.io.load import read_summary
+    from nwb_jedi.model.results import compute_results
+
+    model, ds = arrays_fit
+    results = compute_results(model, ds)
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("write_results predicted again")
+
+    monkeypatch.setattr(model, "predict_rates", no_prediction)
+    out = write_results(model, ds, tmp_path / "given.nwb", results=results)
+    with h5py.File(out, "r") as h5:
+        flat = h5["processing/jedi/rates/data"][()]
+    np.testing.assert_array_equal(flat, results.rates.reshape(-1, ds.n_units))
+    stored = read_summary(out)["metrics"]
+    assert list(stored["split"].unique()) == list(results.metrics)
+    for row in stored.itertuples():
+        assert row.value == results.metrics[row.split][row.metric]
+    # metrics= replaces the results' metrics
+    out = write_results(model, ds, tmp_path / "metrics.nwb", results=results,
+                        metrics={"test": {"bits_per_spike": 0.25}})
+    assert read_summary(out)["metrics"].to_dict("list") == {
+        "metric": ["bits_per_spike"], "value": [0.25], "split": ["test"]}
+
+
+def test_results_of_other_data_are_refused(arrays_fit, tmp_path):
+    from nwb_jedi.model.results import compute_results
+
+    model, ds = arrays_fit
+    results = compute_results(model, ds.subset(ds.split == "train"))
+    with pytest.raises(UserError, match="compute the results on this dataset"):
+        write_results(model, ds, tmp_path / "x.nwb", results=results)
+    assert not (tmp_path / "x.nwb").exists()
