@@ -49,7 +49,18 @@ def _type_of(obj) -> str:
 
 
 def find_modules(h5: h5py.File) -> list[str]:
-    """Names of the processing modules of an open file that hold a JEDIModel."""
+    """Names of the processing modules of an open file that hold a JEDIModel.
+
+    Parameters
+    ----------
+    h5 : h5py.File
+        An NWB file opened for reading.
+
+    Returns
+    -------
+    list of str
+        Module names, in the file's order (empty when there is none).
+    """
     processing = h5.get("processing")
     if not isinstance(processing, h5py.Group):
         return []
@@ -206,8 +217,23 @@ def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estim
 def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> TrialDataset:
     """Rebuild the TrialDataset a model in an NWB file was fitted to (counts exact).
 
-    Returns a dataset with the same counts, conditions, trial and unit ids, bin centers,
-    alignment times, bin size and split as the one given to `write_results`.
+    Parameters
+    ----------
+    path : str or path
+        The NWB file.
+    module_name : str, optional
+        Processing module holding the model; needed only when the file holds several.
+
+    Returns
+    -------
+    TrialDataset
+        The same counts, conditions, trial and unit ids, bin centers, alignment times, bin
+        size, split and metadata as the dataset given to `write_results`.
+
+    Raises
+    ------
+    ModelFileError
+        No model in the file, or modelled data that are missing, damaged or unsafe to read.
     """
     path = os.fspath(path)
     with _open(path) as h5:
@@ -263,7 +289,29 @@ def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFram
 
 
 def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dict[str, Any]:
-    """What `nwb-jedi show` prints: source, conditions, metrics, config, versions."""
+    """What `nwb-jedi show` prints: source, conditions, metrics, config, versions.
+
+    Parameters
+    ----------
+    path : str or path
+        The NWB file.
+    module_name : str, optional
+        Processing module holding the model; needed only when the file holds several.
+
+    Returns
+    -------
+    dict
+        ``path``, ``module``, ``modules`` (all JEDI modules of the file), ``session``,
+        ``source`` (provenance of the modelled data), ``nwb_jedi_version``,
+        ``torch_version``, ``config`` (with the fit state), ``n_parameters``, ``conditions``
+        and ``metrics`` (DataFrames), and, when the modelled counts are stored, ``data_shape``
+        and ``dataset_metadata``.
+
+    Raises
+    ------
+    ModelFileError
+        No model in the file, or a model that is damaged or unsafe to read.
+    """
     path = os.fspath(path)
     with _open(path) as h5:
         module = _module(h5, path, module_name)

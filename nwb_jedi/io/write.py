@@ -154,7 +154,7 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
         if append:
             _append_module(base, tmp, contents, module_name)
         else:
-            nwbfile = _derived_file(dataset, session, session_source)
+            nwbfile = _derived_file(dataset, session)
             _add_module(nwbfile, contents, module_name)
             _write_nwb(nwbfile, tmp)
     return out_path
@@ -304,9 +304,8 @@ def _module_contents(results: FitResults, ds: TrialDataset,
                      source: Mapping[str, Any]) -> list:
     """All containers of the processing module; built before any file is opened."""
     conditions = _conditions_table(results, ds)
-    items = [_model_container(results, source), conditions, _trials_table(results, ds,
-                                                                          conditions),
-             _binned_counts(ds)]
+    items = [_model_container(results, source), conditions,
+             _trials_table(results, ds, conditions), _binned_counts(ds)]
     if ds.n_trials:
         items.append(_rates_series(results, ds))
     items.extend(_metrics_table(results.metrics))
@@ -520,7 +519,7 @@ def _json_default(value):
 
 
 # ---------------------------------------------------------------------------------- derived file
-def _derived_file(ds: TrialDataset, session: Session | None, source: Mapping[str, Any]):
+def _derived_file(ds: TrialDataset, session: Session | None):
     """A new NWBFile for the same session, with the modelled units and trials copied in."""
     meta = dict(session.metadata) if session is not None else \
         dict(ds.metadata.get("session", {}) or {})
