@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.analysis.report import analysis_report
-    from nwb_jedi.io.write import load_dataset, load_model
+    from nwb_jedi.io.load import load_dataset, load_model
 
     out = _check_arguments(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))

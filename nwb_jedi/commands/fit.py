@@ -126,13 +126,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.resume and model.resumed_from_epoch_ == 0:
         say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
-    scores = {"test": model.evaluate(ds.test), "train": model.evaluate(ds.train)}
+    from nwb_jedi.model.results import compute_results
+
+    # One prediction of every trial gives the stored rates and the scores of both splits.
+    results = compute_results(model, ds, splits=("test", "train"))
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
-                  metrics=scores)
+                  results=results)
     if args.plots:
         _write_plots(model, ds, args.plots)
 
-    test = scores["test"]
+    test = results.metrics["test"]
     resumed = (f", resumed at epoch {model.resumed_from_epoch_}"
                if model.resumed_from_epoch_ else "")
     print(f"fitted JEDI on {ds.n_trials} trials, {ds.n_conditions} conditions, "

@@ -50,8 +50,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.data.conditions import ConditionMapper
     from nwb_jedi.data.provenance import Provenance
+    from nwb_jedi.io.load import load_model, read_summary
     from nwb_jedi.io.read import read_session
-    from nwb_jedi.io.write import load_model, read_summary, write_results
+    from nwb_jedi.io.write import write_results
 
     if os.path.exists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
@@ -96,7 +97,7 @@ def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarr
     """Mask of the trials of `ds` that trained (or early-stopped) the model's network (the
     rule: `nwb_jedi.analysis.evaluation.trials_seen_in_training`)."""
     from nwb_jedi.analysis.evaluation import trials_seen_in_training
-    from nwb_jedi.io.write import load_dataset
+    from nwb_jedi.io.load import load_dataset
 
     fitted_session = (summary.get("session") or {}).get("session_id")
     session_id = session.metadata.get("session_id")

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nwb_jedi.io.write import read_summary
+    from nwb_jedi.io.load import read_summary  # h5py only: show never imports torch
 
     print(format_summary(read_summary(args.file, args.module_name), args.max_rows))
     return 0

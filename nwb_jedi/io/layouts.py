@@ -18,14 +18,13 @@ Files are written to a temporary name and renamed, so a crash never leaves a hal
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from nwb_jedi._files import atomic_output
+from nwb_jedi.io.nwbfile import add_trials, add_units, compressed, new_nwbfile, save_nwbfile
 
 MC_MAZE_TRIAL_COLUMNS = {
     "move_onset_time": "time of movement onset (s)",
@@ -190,14 +189,14 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
         module = nwb.create_processing_module("behavior", "Behavioral data, 1 kHz")
         shared, shared_ts = None, None
         for name, (ts, data) in behavior.items():
-            data = _maybe_compress(np.asarray(data, dtype=np.float64), compression)
+            data = compressed(np.asarray(data, dtype=np.float64), compression)
             kw = dict(name=name, data=data, conversion=1e-3,
                       description=f"{name} (stored in mm, conversion 1e-3 to meters)")
             ts = np.asarray(ts, dtype=np.float64)
             if shared is not None and np.array_equal(ts, shared_ts):
                 kw["timestamps"] = shared
             else:
-                kw["timestamps"] = _maybe_compress(ts, compression)
+                kw["timestamps"] = compressed(ts, compression)
             if name.endswith("_vel"):
                 series = TimeSeries(unit="m/s", **kw)
             else:
@@ -205,7 +204,7 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
             if shared is None:
                 shared, shared_ts = series, ts
             module.add(series)
-    return _write(nwb, path)
+    return save_nwbfile(nwb, path)
 
 
 def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
@@ -260,24 +259,22 @@ def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
                                                conversion=0.01, unit="m/s^2",
                                                description="cursor acceleration (cm/s^2)"))
         module.add(acceleration)
-    return _write(nwb, path)
+    return save_nwbfile(nwb, path)
 
 
 # ---------------------------------------------------------------------------------- pieces
 def _new_file(session_id: str, description: str):
-    from pynwb import NWBFile
-    from pynwb.file import Subject
-
-    nwb = NWBFile(session_description=description, identifier=str(uuid.uuid4()),
-                  session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc),
-                  session_id=session_id, lab="synthetic", institution="nwb_jedi",
-                  experimenter=["nwb_jedi.io.layouts"])
     # NWB requires a species for DANDI; these layouts copy monkey reaching sets, so the species
     # names the animal the layout comes from. No animal was recorded: the description says so.
-    nwb.subject = Subject(subject_id="synthetic", species="Macaca mulatta", sex="U",
-                          description="simulated data: no animal was recorded; the species is "
-                                      "that of the public dataset whose layout this file copies")
-    return nwb
+    return new_nwbfile(session_description=description,
+                       session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc),
+                       session_id=session_id, lab="synthetic", institution="nwb_jedi",
+                       experimenter=["nwb_jedi.io.layouts"],
+                       subject={"subject_id": "synthetic", "species": "Macaca mulatta",
+                                "sex": "U",
+                                "description": "simulated data: no animal was recorded; the "
+                                               "species is that of the public dataset whose "
+                                               "layout this file copies"})
 
 
 def _add_arrays_and_units(nwb, spike_times, trials, heldout, locations, obs_intervals):
@@ -293,24 +290,12 @@ def _add_arrays_and_units(nwb, spike_times, trials, heldout, locations, obs_inte
     if obs_intervals is None and len(trials):
         end = float(np.nanmax(trials["stop_time"].to_numpy(dtype=float))) + 0.5
         obs_intervals = [np.array([[0.0, end]])] * len(spike_times)
-    _add_units(nwb, spike_times, heldout, obs_intervals)
-
-
-def _add_units(nwb, spike_times, heldout, obs_intervals):
-    from pynwb.misc import Units
-
-    nwb.units = Units(name="units", description="sorted units", resolution=0.001)
-    units = nwb.units
-    if heldout is not None:
-        units.add_column("heldout", "held-out neuron (NLB)")
-    for u, spikes in enumerate(spike_times):
-        kw = {"spike_times": np.round(np.asarray(spikes, dtype=np.float64), 3),
-              "electrodes": [u]}
-        if obs_intervals is not None:
-            kw["obs_intervals"] = np.asarray(obs_intervals[u], dtype=np.float64).reshape(-1, 2)
-        if heldout is not None:
-            kw["heldout"] = bool(heldout[u])
-        units.add_unit(**kw)
+    # Unit u was recorded on electrode u; spike times on the files' 1 ms grid.
+    add_units(nwb, [np.round(np.asarray(s, dtype=np.float64), 3) for s in spike_times],
+              obs_intervals=obs_intervals, electrodes=[[u] for u in range(len(spike_times))],
+              resolution=0.001,
+              columns=None if heldout is None else {
+                  "heldout": (np.asarray(heldout, dtype=bool), "held-out neuron (NLB)")})
 
 
 def add_trials_table(nwb, trials: pd.DataFrame, descriptions: dict[str, str],
@@ -318,53 +303,7 @@ def add_trials_table(nwb, trials: pd.DataFrame, descriptions: dict[str, str],
     """Set ``nwb.trials`` from a DataFrame, column by column (fast for thousands of trials).
 
     Columns whose cells are arrays become ragged (VectorData + VectorIndex); `descriptions`
-    maps column names to their descriptions (default: the name).
+    maps column names to their descriptions (default: the name). See
+    `nwb_jedi.io.nwbfile.add_trials`, which this calls.
     """
-    from hdmf.common import VectorData, VectorIndex
-    from pynwb.epoch import TimeIntervals
-
-    columns = []
-    for name in trials.columns:
-        values = trials[name].to_list()
-        desc = descriptions.get(name, {"start_time": "Start time of epoch, in seconds",
-                                       "stop_time": "Stop time of epoch, in seconds"}.get(
-            name, name))
-        if values and isinstance(values[0], np.ndarray | list):
-            arrays = [np.asarray(v) for v in values]
-            lengths = [len(a) for a in arrays]
-            tail = arrays[0].shape[1:] if arrays else ()
-            flat = np.concatenate(arrays) if sum(lengths) else np.zeros((0,) + tail,
-                                                                         arrays[0].dtype)
-            data = VectorData(name=name, description=desc,
-                              data=_maybe_compress(flat, compression))
-            index = VectorIndex(name=f"{name}_index", data=np.cumsum(lengths).astype(np.int64),
-                                target=data)
-            columns.extend([data, index])
-        else:
-            arr = np.asarray(values)
-            if arr.dtype.kind in "OU":
-                arr = [str(v) for v in values]
-            if compression and not isinstance(arr, list):
-                arr = _maybe_compress(arr, compression)
-            columns.append(VectorData(name=name, description=desc, data=arr))
-    table = TimeIntervals(name="trials", description="experimental trials", columns=columns,
-                          id=np.arange(len(trials)))
-    nwb.trials = table
-
-
-def _maybe_compress(data, compression: bool):
-    if not compression:
-        return data
-    from hdmf.backends.hdf5.h5_utils import H5DataIO
-
-    return H5DataIO(data, compression="gzip", compression_opts=4, shuffle=True)
-
-
-def _write(nwb, path) -> str:
-    from pynwb import NWBHDF5IO
-
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_output(path) as tmp, NWBHDF5IO(tmp, "w") as io:
-        io.write(nwb)
-    return path
+    add_trials(nwb, trials, descriptions=descriptions, compression=compression)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from tests.io.assets import BIG_PATH, PINNED, REAL_PATH, real_000006
 from tests.io.dandi_server import DandiTestServer
+from tests.io.fits import SESSION_META, tiny
+
+if TYPE_CHECKING:
+    pass
 
 
 def write_big_nwb(path: Path, seed: int = 0, n_samples: int = 1_000_000,
@@ -77,3 +83,49 @@ def dandi_api(dandi_server: DandiTestServer, monkeypatch: pytest.MonkeyPatch,
     dandi_server.drop_connections(0)
     dandi_server.reset_counters()
     return dandi_server
+
+
+# ------------------------------------------------------------------ fitted models and their files
+# Shared by test_write.py (writing) and test_load.py (reading back): fitted and written once.
+@pytest.fixture(scope="session")
+def arrays_fit():
+    from nwb_jedi.data.dataset import TrialDataset
+
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(1.5, size=(36, 8, 5))
+    labels = [("maze", i % 4) for i in range(36)]
+    ds = TrialDataset.from_arrays(counts, labels, 0.02, condition_names=["task", "target"],
+                                  trial_ids=[f"t{i:03d}" for i in range(36)],
+                                  align_time=10.0 + np.arange(36) * 1.0,
+                                  metadata={"session": SESSION_META})
+    return tiny().fit(ds.train, ds.val), ds
+
+
+@pytest.fixture(scope="session")
+def maze_fit(mc_maze_nwb):
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.io.read import read_session
+
+    session = read_session(mc_maze_nwb, behavior=False)
+    mapper = ConditionMapper(by="trial_type", align="move_onset_time", window=(-0.1, 0.2),
+                             bin_size=0.02, behavior=False, verbose=False)
+    ds = mapper.build(session)
+    return tiny(trial_embeddings=True).fit(ds.train, ds.val), ds, session
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory, arrays_fit, maze_fit, mc_maze_nwb):
+    """Every kind of file write_results makes, written once for the test run."""
+    from nwb_jedi.io.write import write_results
+
+    root = tmp_path_factory.mktemp("written")
+    model, ds = arrays_fit
+    maze_model, maze_ds, _ = maze_fit
+    before = hashlib.sha256(Path(mc_maze_nwb).read_bytes()).hexdigest()
+    files = {
+        "minimal": write_results(model, ds, root / "minimal.nwb"),
+        "derived": write_results(maze_model, maze_ds, root / "derived.nwb",
+                                 source=mc_maze_nwb),
+    }
+    assert hashlib.sha256(Path(mc_maze_nwb).read_bytes()).hexdigest() == before
+    return files

@@ -1,12 +1,11 @@
-"""write_results / load_model / load_dataset: round trips, derived and appended files,
-nwbinspector, plain-pynwb readability, refusal of unsafe model files, atomic writes."""
+"""write_results: derived and appended files, nwbinspector, plain-pynwb readability, atomic
+writes. Reading the files back (round trips, refusal of unsafe model files) is test_load.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -15,107 +14,19 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 
 from nwb_jedi.data.conditions import ConditionMapper
-from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError, UserError
 from nwb_jedi.io import write as write_mod
+from nwb_jedi.io.load import load_dataset, load_model
 from nwb_jedi.io.read import read_session
-from nwb_jedi.io.write import load_dataset, load_model, write_results
-from nwb_jedi.model.jedi import JEDI
+from nwb_jedi.io.write import write_results
 from tests.io.assets import real_000006
-
-SESSION_META = {"session_start_time": "2021-03-04T10:00:00+00:00", "session_id": "arrays-1",
-                "session_description": "synthetic counts",
-                "subject": {"subject_id": "m1", "species": "Mus musculus", "sex": "F",
-                            "age": "P90D"}}
+from tests.io.fits import assert_same_dataset, tiny
 
 
-def tiny(**kw) -> JEDI:
-    params = dict(hidden=16, embed_dim=3, rank=2, max_epochs=4, patience=2, device="cpu",
-                  seed=0)
-    params.update(kw)
-    return JEDI(**params)
-
-
-def assert_same_dataset(a: TrialDataset, b: TrialDataset) -> None:
-    np.testing.assert_array_equal(a.counts, b.counts)
-    np.testing.assert_array_equal(a.condition, b.condition)
-    pd.testing.assert_frame_equal(a.conditions.reset_index(drop=True),
-                                  b.conditions.reset_index(drop=True))
-    np.testing.assert_array_equal(a.trial_id, b.trial_id)
-    assert a.trial_id.dtype.kind == b.trial_id.dtype.kind
-    np.testing.assert_array_equal(a.unit_id, b.unit_id)
-    assert a.unit_id.dtype.kind == b.unit_id.dtype.kind
-    np.testing.assert_array_equal(a.time, b.time)
-    np.testing.assert_array_equal(a.align_time, b.align_time)
-    assert a.bin_size == b.bin_size
-    np.testing.assert_array_equal(a.split, b.split)
-
-
-@pytest.fixture(scope="module")
-def arrays_fit():
-    rng = np.random.default_rng(3)
-    counts = rng.poisson(1.5, size=(36, 8, 5))
-    labels = [("maze", i % 4) for i in range(36)]
-    ds = TrialDataset.from_arrays(counts, labels, 0.02, condition_names=["task", "target"],
-                                  trial_ids=[f"t{i:03d}" for i in range(36)],
-                                  align_time=10.0 + np.arange(36) * 1.0,
-                                  metadata={"session": SESSION_META})
-    return tiny().fit(ds.train, ds.val), ds
-
-
-@pytest.fixture(scope="module")
-def maze_fit(mc_maze_nwb):
-    session = read_session(mc_maze_nwb, behavior=False)
-    mapper = ConditionMapper(by="trial_type", align="move_onset_time", window=(-0.1, 0.2),
-                             bin_size=0.02, behavior=False, verbose=False)
-    ds = mapper.build(session)
-    return tiny(trial_embeddings=True).fit(ds.train, ds.val), ds, session
-
-
-@pytest.fixture(scope="module")
-def written(tmp_path_factory, arrays_fit, maze_fit, mc_maze_nwb):
-    """Every kind of file write_results makes, written once for the module."""
-    root = tmp_path_factory.mktemp("written")
-    model, ds = arrays_fit
-    maze_model, maze_ds, _ = maze_fit
-    before = hashlib.sha256(Path(mc_maze_nwb).read_bytes()).hexdigest()
-    files = {
-        "minimal": write_results(model, ds, root / "minimal.nwb"),
-        "derived": write_results(maze_model, maze_ds, root / "derived.nwb",
-                                 source=mc_maze_nwb),
-    }
-    assert hashlib.sha256(Path(mc_maze_nwb).read_bytes()).hexdigest() == before
-    return files
-
-
-# ---------------------------------------------------------------------------------- round trip
-def test_round_trip_predictions_bit_identical(arrays_fit, written):
-    model, ds = arrays_fit
-    loaded = load_model(written["minimal"])
-    assert np.array_equal(loaded.predict_rates(ds), model.predict_rates(ds))
-    assert np.array_equal(loaded.embeddings_, model.embeddings_)
-    assert loaded.get_params() == {**model.get_params(), "device": "cpu"}
-    assert loaded.history_ == model.history_
-
-
-def test_round_trip_per_trial_embeddings_and_session_units(maze_fit, written):
-    model, ds, _ = maze_fit
-    loaded = load_model(written["derived"])
-    assert np.array_equal(loaded.predict_rates(ds), model.predict_rates(ds))
-    np.testing.assert_array_equal(loaded.trial_offset_ids_, model.trial_offset_ids_)
-
-
-def test_load_dataset_equals_fitted_dataset(arrays_fit, maze_fit, written):
-    assert_same_dataset(load_dataset(written["minimal"]), arrays_fit[1])
-    loaded = load_dataset(written["derived"])
-    assert_same_dataset(loaded, maze_fit[1])
-    assert loaded.metadata["mapper"]["align"] == "move_onset_time"
-
-
+# ---------------------------------------------------------------------------------- contents
 def test_derived_file_copies_session_units_and_trials(maze_fit, written, mc_maze_nwb):
     from pynwb import NWBHDF5IO
 
@@ -210,107 +121,6 @@ def test_opens_in_plain_pynwb_without_nwb_jedi(written, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "NWB_JEDI_IMPORTED" not in result.stdout
     assert result.stdout.split()[:2] == ["JEDIModel", "JEDIConditionTable"]
-
-
-# ---------------------------------------------------------------------------------- unsafe files
-class _Payload:
-    """Unpickling this would create the marker file."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def _replace_tensor(path: Path, tensor: str, make) -> None:
-    with h5py.File(path, "a") as h5:
-        group = h5["processing/jedi/model"]
-        for name, obj in list(group.items()):
-            if obj.attrs.get("tensor_name") == tensor:
-                attrs = dict(obj.attrs)
-                del group[name]
-                new = make(group, name)
-                for key, value in attrs.items():
-                    new.attrs[key] = value
-                return
-    raise AssertionError(f"no tensor {tensor}")
-
-
-def _tampered(written, tmp_path, make, tensor="readout.gain") -> Path:
-    path = tmp_path / "tampered.nwb"
-    shutil.copyfile(written["minimal"], path)
-    _replace_tensor(path, tensor, make)
-    return path
-
-
-@pytest.mark.parametrize("how", ["opaque", "vlen_bytes", "uint8", "object_strings"])
-def test_pickled_or_object_parameters_are_refused_and_never_run(written, tmp_path, how):
-    marker = tmp_path / "PWNED"
-    blob = pickle.dumps(_Payload(str(marker)))
-
-    def make(group, name):
-        if how == "opaque":
-            return group.create_dataset(name, data=np.void(blob))
-        if how == "vlen_bytes":
-            new = group.create_dataset(name, shape=(5,), dtype=h5py.vlen_dtype(np.uint8))
-            for i in range(5):
-                new[i] = np.frombuffer(blob, dtype=np.uint8)
-            return new
-        if how == "uint8":
-            return group.create_dataset(name, data=np.frombuffer(blob, dtype=np.uint8))
-        return group.create_dataset(name, data=["a", "b", "c", "d", "e"],
-                                    dtype=h5py.string_dtype())
-
-    path = _tampered(written, tmp_path, make)
-    with pytest.raises(ModelFileError, match="readout.gain.*refusing"):
-        load_model(path)
-    assert not marker.exists()
-
-
-def test_wrong_shape_is_refused(written, tmp_path):
-    path = _tampered(written, tmp_path, lambda g, n: g.create_dataset(
-        n, data=np.ones((7,), dtype=np.float32)))
-    with pytest.raises(ModelFileError, match=r"readout.gain.*shape \(7,\)"):
-        load_model(path)
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_or_inf_is_refused(written, tmp_path, bad):
-    values = np.ones(5, dtype=np.float32)
-    values[2] = bad
-    path = _tampered(written, tmp_path, lambda g, n: g.create_dataset(n, data=values))
-    with pytest.raises(ModelFileError, match="NaN or infinite"):
-        load_model(path)
-
-
-def test_missing_tensor_and_unknown_version_are_refused(written, tmp_path):
-    path = tmp_path / "missing.nwb"
-    shutil.copyfile(written["minimal"], path)
-    with h5py.File(path, "a") as h5:
-        del h5["processing/jedi/model/readout__gain"]
-    with pytest.raises(ModelFileError, match="missing.*readout.gain"):
-        load_model(path)
-    path = tmp_path / "version.nwb"
-    shutil.copyfile(written["minimal"], path)
-    with h5py.File(path, "a") as h5:
-        group = h5["processing/jedi/model"]
-        config = json.loads(group.attrs["config"])
-        config["format_version"] = 99
-        group.attrs["config"] = json.dumps(config)
-    with pytest.raises(ModelFileError, match="version 99 is not supported"):
-        load_model(path)
-
-
-def test_files_without_a_model_are_refused(tmp_path, mc_maze_nwb):
-    with pytest.raises(ModelFileError, match="holds no JEDI model"):
-        load_model(mc_maze_nwb)
-    with pytest.raises(ModelFileError, match="no such file"):
-        load_model(tmp_path / "nope.nwb")
-    text = tmp_path / "text.nwb"
-    text.write_text("not hdf5")
-    with pytest.raises(ModelFileError, match="not a readable HDF5"):
-        load_dataset(text)
 
 
 # ---------------------------------------------------------------------------------- atomicity
@@ -452,3 +262,40 @@ def test_append_into_a_copy_leaves_the_source_alone(arrays_fit, written, tmp_pat
         load_model(out)
     assert np.array_equal(load_model(out, "jedi_again").predict_rates(ds),
                           model.predict_rates(ds))
+
+
+# ---------------------------------------------------------------------------------- given results
+def test_given_results_are_only_serialized(arrays_fit, tmp_path, monkeypatch):
+    from nwb_jedi.io.load import read_summary
+    from nwb_jedi.model.results import compute_results
+
+    model, ds = arrays_fit
+    results = compute_results(model, ds)
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("write_results predicted again")
+
+    monkeypatch.setattr(model, "predict_rates", no_prediction)
+    out = write_results(model, ds, tmp_path / "given.nwb", results=results)
+    with h5py.File(out, "r") as h5:
+        flat = h5["processing/jedi/rates/data"][()]
+    np.testing.assert_array_equal(flat, results.rates.reshape(-1, ds.n_units))
+    stored = read_summary(out)["metrics"]
+    assert list(stored["split"].unique()) == list(results.metrics)
+    for row in stored.itertuples():
+        assert row.value == results.metrics[row.split][row.metric]
+    # metrics= replaces the results' metrics
+    out = write_results(model, ds, tmp_path / "metrics.nwb", results=results,
+                        metrics={"test": {"bits_per_spike": 0.25}})
+    assert read_summary(out)["metrics"].to_dict("list") == {
+        "metric": ["bits_per_spike"], "value": [0.25], "split": ["test"]}
+
+
+def test_results_of_other_data_are_refused(arrays_fit, tmp_path):
+    from nwb_jedi.model.results import compute_results
+
+    model, ds = arrays_fit
+    results = compute_results(model, ds.subset(ds.split == "train"))
+    with pytest.raises(UserError, match="compute the results on this dataset"):
+        write_results(model, ds, tmp_path / "x.nwb", results=results)
+    assert not (tmp_path / "x.nwb").exists()

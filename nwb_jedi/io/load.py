@@ -1,0 +1,352 @@
+"""Read what `write_results` stored in an NWB file: the fitted model, the modelled data and a
+summary, with h5py only.
+
+Every dataset's dtype is checked before a byte is converted: object / variable-length /
+compound / reference / opaque dtypes are refused, nothing is unpickled and nothing from the
+file is executed. Only `load_model` needs torch, and imports it (through `nwb_jedi.model`) when
+called, so reading a summary (`nwb-jedi show`) stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from nwb_jedi.model.base import Estimator
+
+__all__ = ["load_model", "load_dataset", "read_summary", "find_modules"]
+
+# Columns of JEDIConditionTable that are not condition-defining values.
+_CONDITION_EXTRA = ("embedding", "n_trials")
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"no such file: {path}; give the path of an NWB file written by "
+                             f"nwb_jedi")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ModelFileError(f"{path} is not a readable HDF5/NWB file ({err}); check the "
+                             f"path and that the file is complete") from None
+
+
+def _type_of(obj) -> str:
+    value = obj.attrs.get("neurodata_type")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value) if isinstance(value, str) else ""
+
+
+def find_modules(h5: h5py.File) -> list[str]:
+    """Names of the processing modules of an open file that hold a JEDIModel.
+
+    Parameters
+    ----------
+    h5 : h5py.File
+        An NWB file opened for reading.
+
+    Returns
+    -------
+    list of str
+        Module names, in the file's order (empty when there is none).
+    """
+    processing = h5.get("processing")
+    if not isinstance(processing, h5py.Group):
+        return []
+    return [name for name, group in processing.items()
+            if isinstance(group, h5py.Group) and isinstance(group.get("model"), h5py.Group)
+            and _type_of(group["model"]) == "JEDIModel"]
+
+
+def _module(h5: h5py.File, path: str, module_name: str | None) -> h5py.Group:
+    names = find_modules(h5)
+    if module_name is None:
+        if not names:
+            raise ModelFileError(f"{path} holds no JEDI model (no processing module with a "
+                                 f"JEDIModel); write one with nwb_jedi.write_results")
+        if len(names) > 1:
+            raise ModelFileError(f"{path} holds several JEDI models ({', '.join(names)}); "
+                                 f"choose one with module_name")
+        module_name = names[0]
+    if module_name not in names:
+        raise ModelFileError(f"{path} has no JEDI model in a processing module named "
+                             f"{module_name!r} (found: {', '.join(names) or 'none'})")
+    return h5["processing"][module_name]
+
+
+def _dataset(group: h5py.Group, name: str, where: str) -> h5py.Dataset:
+    obj = group.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        raise ModelFileError(f"{where}/{name} is missing; the file is damaged or was not "
+                             f"written by nwb_jedi")
+    return obj
+
+
+def _read_numeric(ds: h5py.Dataset, kinds: str, what: str) -> np.ndarray:
+    """Read a dataset only if its dtype is a plain number kind (never objects, never pickle)."""
+    kind = ds.dtype.kind
+    if kind not in kinds or ds.dtype.fields is not None or h5py.check_vlen_dtype(ds.dtype) \
+            or h5py.check_ref_dtype(ds.dtype) is not None:
+        raise ModelFileError(f"{what} ({ds.name}) has dtype {ds.dtype}, not a plain "
+                             f"{'floating point' if kinds == 'f' else 'numeric'} array; "
+                             f"refusing to load it")
+    return ds[()]
+
+
+def _read_text(ds: h5py.Dataset, what: str) -> np.ndarray | str:
+    """Read a string dataset (scalar -> str, array -> ndarray of str)."""
+    if h5py.check_string_dtype(ds.dtype) is None:
+        raise ModelFileError(f"{what} ({ds.name}) has dtype {ds.dtype}, not text; refusing "
+                             f"to load it")
+    value = ds.asstr()[()]
+    if isinstance(value, np.ndarray):
+        return np.array([str(v) for v in value.ravel()], dtype=str).reshape(value.shape) \
+            if value.size else np.array([], dtype=str)
+    return str(value)
+
+
+def _read_ids(ds: h5py.Dataset, what: str) -> np.ndarray:
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return _read_text(ds, what)
+    return np.asarray(_read_numeric(ds, "biuf", what))
+
+
+def _attr_text(obj, key: str, what: str, required: bool = True) -> str | None:
+    value = obj.attrs.get(key)
+    if value is None:
+        if required:
+            raise ModelFileError(f"{what} has no {key!r} attribute; the file is damaged or "
+                                 f"was not written by nwb_jedi")
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value
+    raise ModelFileError(f"attribute {key!r} of {what} is not text; refusing to load it")
+
+
+def _json(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{what} is not valid JSON ({err}); the file is damaged") \
+            from None
+    if not isinstance(value, dict):
+        raise ModelFileError(f"{what} is not a JSON object; the file is damaged")
+    return value
+
+
+def _scalar_text(ds: h5py.Dataset) -> str:
+    value = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) is not None else ""
+    return value if isinstance(value, str) else ""
+
+
+def _read_model_group(group: h5py.Group) -> tuple[dict, dict[str, np.ndarray]]:
+    where = group.name
+    config = _json(_attr_text(group, "config", where), f"the config of {where}")
+    fit_state = _json(_read_text(_dataset(group, "fit_state", where), "fit_state"),
+                      f"{where}/fit_state")
+    overlap = set(fit_state) & set(config)
+    if overlap:
+        raise ModelFileError(f"{where}: fit_state repeats config keys {sorted(overlap)}; the "
+                             f"file is damaged")
+    tensors: dict[str, np.ndarray] = {}
+    for obj in group.values():
+        if _type_of(obj) != "JEDIParameter":
+            continue
+        if not isinstance(obj, h5py.Dataset):
+            raise ModelFileError(f"{obj.name} is not a dataset; the file is damaged")
+        tensor = _attr_text(obj, "tensor_name", obj.name)
+        if tensor in tensors:
+            raise ModelFileError(f"tensor {tensor!r} is stored twice in {where}; the file is "
+                                 f"damaged")
+        tensors[tensor] = np.asarray(_read_numeric(obj, "f", f"tensor {tensor!r}"))
+    return {**config, **fit_state}, tensors
+
+
+def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estimator:
+    """Rebuild the fitted estimator stored in an NWB file by `write_results`.
+
+    The class is chosen by the ``format`` name in the stored config
+    (`nwb_jedi.model.estimator_from_state`), so every estimator that can be written can be
+    read back. Reads with h5py only; refuses non-float parameter datasets (objects, strings,
+    compound, references, opaque bytes such as a pickle), missing or unexpected tensors, wrong
+    shapes, NaN/inf values and unknown formats or format versions. Never unpickles, never
+    executes anything.
+
+    Parameters
+    ----------
+    path : str or path
+        The NWB file.
+    module_name : str, optional
+        Processing module holding the model; needed only when the file holds several.
+
+    Returns
+    -------
+    Estimator
+        A fitted estimator (`JEDI` for files written by ``nwb-jedi fit``), on CPU, with
+        predictions bit-identical to the model that was written.
+
+    Raises
+    ------
+    ModelFileError
+        No model in the file, or a model that is damaged or unsafe to load.
+    """
+    # torch comes with the model layer: imported here so that reading anything else from a
+    # file (`read_summary`, `load_dataset`) never pays for it.
+    from nwb_jedi.model import estimator_from_state
+
+    path = os.fspath(path)
+    with _open(path) as h5:
+        module = _module(h5, path, module_name)
+        config, tensors = _read_model_group(module["model"])
+    return estimator_from_state(config, tensors)
+
+
+def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> TrialDataset:
+    """Rebuild the TrialDataset a model in an NWB file was fitted to (counts exact).
+
+    Parameters
+    ----------
+    path : str or path
+        The NWB file.
+    module_name : str, optional
+        Processing module holding the model; needed only when the file holds several.
+
+    Returns
+    -------
+    TrialDataset
+        The same counts, conditions, trial and unit ids, bin centers, alignment times, bin
+        size, split and metadata as the dataset given to `write_results`.
+
+    Raises
+    ------
+    ModelFileError
+        No model in the file, or modelled data that are missing, damaged or unsafe to read.
+    """
+    path = os.fspath(path)
+    with _open(path) as h5:
+        module = _module(h5, path, module_name)
+        where = module.name
+        for part in ("conditions", "trials", "binned_counts"):
+            if not isinstance(module.get(part), h5py.Group):
+                raise ModelFileError(f"{where}/{part} is missing; the file is damaged or was "
+                                     f"not written by nwb_jedi")
+        binned = module["binned_counts"]
+        counts = np.asarray(_read_numeric(_dataset(binned, "counts", binned.name), "biuf",
+                                          "counts"), dtype=np.float32)
+        time = np.asarray(_read_numeric(_dataset(binned, "bin_centers", binned.name), "f",
+                                        "bin_centers"), dtype=np.float64)
+        unit_ids = _read_ids(_dataset(binned, "unit_ids", binned.name), "unit_ids")
+        bin_size = binned.attrs.get("bin_size")
+        if not isinstance(bin_size, float | np.floating):
+            raise ModelFileError(f"{binned.name} has no numeric bin_size; the file is damaged")
+        metadata = _json(_read_text(_dataset(binned, "dataset_metadata", binned.name),
+                                    "dataset_metadata"), "dataset_metadata")
+        conditions = _read_table(module["conditions"], exclude=_CONDITION_EXTRA)
+        trials = module["trials"]
+        trial_id = _read_ids(_dataset(trials, "trial_id", trials.name), "trial_id")
+        condition = _read_numeric(_dataset(trials, "condition", trials.name), "iu",
+                                  "condition")
+        split = _read_text(_dataset(trials, "split", trials.name), "split")
+        align = _read_numeric(_dataset(trials, "align_time", trials.name), "f", "align_time")
+    try:
+        return TrialDataset(counts=counts, condition=condition, conditions=conditions,
+                            trial_id=trial_id, unit_id=unit_ids, time=time, align_time=align,
+                            bin_size=float(bin_size), split=split, metadata=metadata)
+    except ValueError as err:
+        raise ModelFileError(f"the modelled data in {path} are inconsistent ({err}); the file "
+                             f"is damaged") from None
+
+
+def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFrame:
+    raw = group.attrs.get("colnames")
+    names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(raw)] \
+        if raw is not None else []
+    data = {}
+    for name in names:
+        if name in exclude:
+            continue
+        ds = _dataset(group, name, group.name)
+        if h5py.check_string_dtype(ds.dtype) is not None:
+            data[name] = list(_read_text(ds, name))
+        else:
+            values = _read_numeric(ds, "biuf", name)
+            data[name] = values.astype(bool) if values.dtype.kind == "b" or (
+                ds.attrs.get("dtype") == "bool") else values
+    return pd.DataFrame(data)
+
+
+def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dict[str, Any]:
+    """What `nwb-jedi show` prints: source, conditions, metrics, config, versions.
+
+    Parameters
+    ----------
+    path : str or path
+        The NWB file.
+    module_name : str, optional
+        Processing module holding the model; needed only when the file holds several.
+
+    Returns
+    -------
+    dict
+        ``path``, ``module``, ``modules`` (all JEDI modules of the file), ``session``,
+        ``source`` (provenance of the modelled data), ``nwb_jedi_version``,
+        ``torch_version``, ``config`` (with the fit state), ``n_parameters``, ``conditions``
+        and ``metrics`` (DataFrames), and, when the modelled counts are stored, ``data_shape``
+        and ``dataset_metadata``.
+
+    Raises
+    ------
+    ModelFileError
+        No model in the file, or a model that is damaged or unsafe to read.
+    """
+    path = os.fspath(path)
+    with _open(path) as h5:
+        module = _module(h5, path, module_name)
+        model_group = module["model"]
+        config, tensors = _read_model_group(model_group)
+        source = {}
+        for key in ("source_kind", "source_dandiset", "source_version", "source_asset_path",
+                    "source_url", "source_path", "source_sha256", "source_identifier"):
+            value = _attr_text(model_group, key, model_group.name, required=False)
+            if value:
+                source[key.removeprefix("source_")] = value
+        conditions = _read_table(module["conditions"], exclude=("embedding",)) \
+            if isinstance(module.get("conditions"), h5py.Group) else pd.DataFrame()
+        metrics = _read_table(module["metrics"]) \
+            if isinstance(module.get("metrics"), h5py.Group) else pd.DataFrame()
+        session = {}
+        for key in ("identifier", "session_description", "session_start_time"):
+            if isinstance(h5.get(key), h5py.Dataset):
+                session[key] = _scalar_text(h5[key])
+        if isinstance(h5.get("general/session_id"), h5py.Dataset):
+            session["session_id"] = _scalar_text(h5["general/session_id"])
+        info = {
+            "path": os.path.abspath(path), "module": module.name.rsplit("/", 1)[-1],
+            "modules": find_modules(h5), "session": session, "source": source,
+            "nwb_jedi_version": _attr_text(model_group, "nwb_jedi_version",
+                                           model_group.name, required=False),
+            "torch_version": _attr_text(model_group, "torch_version", model_group.name,
+                                        required=False),
+            "config": config, "n_parameters": int(sum(t.size for t in tensors.values())),
+            "conditions": conditions, "metrics": metrics,
+        }
+        binned = module.get("binned_counts")
+        if isinstance(binned, h5py.Group) and isinstance(binned.get("counts"), h5py.Dataset):
+            info["data_shape"] = tuple(binned["counts"].shape)
+            info["dataset_metadata"] = _json(_read_text(binned["dataset_metadata"],
+                                                        "dataset_metadata"),
+                                             "dataset_metadata")
+    return info
