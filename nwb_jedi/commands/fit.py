@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from nwb_jedi.io.write import write_results
     from nwb_jedi.model.distributed import init_from_env, is_main_process
     from nwb_jedi.model.jedi import JEDI
+    from nwb_jedi.model.results import compute_results
 
     if args.resume and not args.checkpoint:
         raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
@@ -126,14 +127,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.resume and model.resumed_from_epoch_ == 0:
         say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
-    from nwb_jedi.model.results import compute_results
-
     # One prediction of every trial gives the stored rates and the scores of both splits.
     results = compute_results(model, ds, splits=("test", "train"))
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
                   results=results)
     if args.plots:
-        _write_plots(model, ds, args.plots)
+        _write_plots(model, ds, results, args.plots)
 
     test = results.metrics["test"]
     resumed = (f", resumed at epoch {model.resumed_from_epoch_}"
@@ -153,14 +152,16 @@ def _short_list(names: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _write_plots(model, ds, directory: str) -> None:
+def _write_plots(model, ds, results, directory: str) -> None:
+    """The fit's figures, drawn from the results already computed (nothing predicted again)."""
     from nwb_jedi.analysis import plots
-    from nwb_jedi.analysis.spectra import condition_spectra
 
     os.makedirs(directory, exist_ok=True)
-    spectra = condition_spectra(model)
+    labels = ds.conditions["label"].astype(str).to_numpy()
+    spectra = {labels[row]: values for row, values in results.eigenvalues.items()}
     plots.plot_embeddings(model, os.path.join(directory, "embeddings.png"))
     plots.plot_eigenvalues(spectra, os.path.join(directory, "eigenvalues.png"),
                            conditions=list(spectra)[:plots.MAX_SPECTRUM_PANELS])
     plots.plot_training(model, os.path.join(directory, "training.png"))
-    plots.plot_psth(model.predict_rates(ds.test), ds.test, os.path.join(directory, "psth.png"))
+    test = ds.split == "test"
+    plots.plot_psth(results.rates[test], ds.subset(test), os.path.join(directory, "psth.png"))

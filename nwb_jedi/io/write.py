@@ -94,7 +94,7 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
         The session the data came from. Default mode: its session metadata, subject, the
         modelled units (ids, spike times) and trials are copied into a new derived file
         (same ``session_id``, new ``identifier``). Without it a minimal file is written from
-        the dataset alone (session metadata from ``dataset.metadata`` where present).
+        the dataset alone (session metadata from ``dataset.provenance`` where present).
     append : bool
         Instead of a derived file, add the processing module to a copy of a local NWB file:
         `source` (a local path; default `out_path` itself, edited in place). The copy is
@@ -168,7 +168,7 @@ def _session_and_source(source, dataset: TrialDataset,
         raise UserError(f"{out_path} is the source file; write the derived file elsewhere "
                         f"or use append=True to add the results to it")
     session_source = dict(session.source) if session is not None else \
-        dict(dataset.metadata.get("source", {}) or {})
+        dict(dataset.provenance.source)
     if session is not None and session.metadata.get("identifier"):
         session_source.setdefault("identifier", str(session.metadata["identifier"]))
     path = session_source.get("path")
@@ -368,7 +368,8 @@ def _binned_counts(ds: TrialDataset):
         counts=compressed(ds.counts.astype(np.float32)),
         bin_centers=ds.time.astype(np.float64),
         unit_ids=_id_data(ds.unit_id),
-        dataset_metadata=json.dumps(ds.metadata, default=_json_default, allow_nan=False,
+        dataset_metadata=json.dumps(ds.provenance.to_dict(), default=_json_default,
+                                    allow_nan=False,
                                     sort_keys=True))
 
 
@@ -521,8 +522,7 @@ def _json_default(value):
 # ---------------------------------------------------------------------------------- derived file
 def _derived_file(ds: TrialDataset, session: Session | None):
     """A new NWBFile for the same session, with the modelled units and trials copied in."""
-    meta = dict(session.metadata) if session is not None else \
-        dict(ds.metadata.get("session", {}) or {})
+    meta = dict(session.metadata) if session is not None else dict(ds.provenance.session)
     start = _parse_time(meta.get("session_start_time"))
     described = meta.get("session_description") or "session"
     fields: dict[str, Any] = {}

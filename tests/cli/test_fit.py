@@ -14,7 +14,7 @@ from tests.cli.runner import TINY, run_cli
 
 
 def test_fit_without_source_writes_the_nwb_file(tmp_path, capsys):
-    from nwb_jedi.io.write import load_dataset, load_model
+    from nwb_jedi.io.load import load_dataset, load_model
 
     out = tmp_path / "jedi_fit.nwb"
     rc, stdout, _ = run_cli(["fit", *TINY, "--out", str(out), "--quiet"], capsys)
@@ -28,7 +28,7 @@ def test_fit_without_source_writes_the_nwb_file(tmp_path, capsys):
 
 
 def test_the_same_command_gives_the_same_model(tmp_path, capsys):
-    from nwb_jedi.io.write import load_model
+    from nwb_jedi.io.load import load_model
 
     states = []
     for name in ("a.nwb", "b.nwb"):
@@ -61,7 +61,7 @@ def test_fit_real_dandi_000006_with_event_times_relative_to_trial_start(tmp_path
 
 
 def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, capsys):
-    from nwb_jedi.io.write import load_dataset
+    from nwb_jedi.io.load import load_dataset
 
     out = tmp_path / "maze.nwb"
     # The preset fills condition columns, alignment and filters; the explicit (negative,
@@ -170,7 +170,7 @@ def test_help_shows_the_estimators_own_defaults(capsys):
 
 
 def test_every_hyperparameter_flag_reaches_the_estimator(tmp_path, capsys):
-    from nwb_jedi.io.write import load_model
+    from nwb_jedi.io.load import load_model
 
     out = tmp_path / "fit.nwb"
     rc, _, err = run_cli(["fit", "--epochs", "1", "--hidden", "16", "--embed-dim", "4",

@@ -9,8 +9,9 @@ import pytest
 from nwb_jedi.cli import main
 from nwb_jedi.data.conditions import ConditionMapper
 from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.io.load import load_dataset, load_model
 from nwb_jedi.io.read import read_session
-from nwb_jedi.io.write import load_dataset, load_model, write_results
+from nwb_jedi.io.write import write_results
 from nwb_jedi.model.jedi import JEDI
 
 MAPPER = dict(by="trial_type", align="move_onset_time", window=(-0.1, 0.2), bin_size=0.02,
@@ -136,7 +137,7 @@ def test_predict_needs_mapper_settings_when_the_file_has_none(tmp_path, same_uni
 def test_predict_on_the_fitted_session_never_scores_trials_the_network_saw(
         model_file, mc_maze_nwb, tmp_path, capsys):
     from nwb_jedi.commands.predict import _trials_the_network_saw
-    from nwb_jedi.io.write import read_summary
+    from nwb_jedi.io.load import read_summary
 
     session = read_session(mc_maze_nwb, behavior=False)
     # Another split seed over the same trials: some of its test trials trained the network.
