@@ -195,8 +195,14 @@ MODEL_OPTIONS: dict[str, tuple[str, type, float, str, str]] = {
     "--batch-size": ("batch_size", int, 1, "K", "trials per minibatch"),
     "--epochs": ("max_epochs", int, 1, "N", "most training epochs: a budget; the fit stops earlier "
                  "when the validation loss stops improving (--patience)"),
-    "--patience": ("patience", int, 1, "N", "epochs without validation improvement before the fit "
-                   "stops and returns its best state"),
+    "--patience": ("patience", int, 1, "N", "epochs without validation improvement before the "
+                   "learning rate is lowered (and, after --n-decays lowerings, before the fit "
+                   "stops and returns its best state)"),
+    "--n-decays": ("n_decays", int, 1, "N", "how many times the learning rate is lowered on a "
+                   "plateau before the next plateau ends the fit"),
+    "--min-epochs": ("min_epochs", int, 1, "N", "no fit ends before this many epochs"),
+    "--ema": ("ema", float, 1, "D", "decay of the moving average of the network's weights "
+              "that is validated and kept (0: off)"),
     "--seed": ("seed", int, 1, "S", "seed of the split, initialization, minibatches and noise: the "
                "same command with the same seed gives the same model"),
 }
@@ -223,7 +229,8 @@ def add_model_options(parser: argparse.ArgumentParser, estimator: type) -> None:
 
 
 # Hyperparameters that must be >= 0 (the other numbers must be > 0; counts >= 1).
-_MAY_BE_ZERO = {"seed", "noise_std", "weight_decay", "trial_penalty"}
+_MAY_BE_ZERO = {"seed", "noise_std", "weight_decay", "trial_penalty", "n_decays", "min_epochs",
+                "ema"}
 MAX_SEED = 2**32 - 1
 
 

@@ -33,8 +33,8 @@ from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError, NotFittedError, UserError
-from nwb_jedi.model.rnn import draw_noise, gaussian_nll, poisson_nll
-from nwb_jedi.model.train import Checkpoint, fingerprint, run_training
+from nwb_jedi.model.rnn import draw_noise
+from nwb_jedi.model.train import Checkpoint, Schedule, fingerprint, run_training
 
 EVAL_BATCH = 256  # trials per forward pass when predicting: bounds memory, not results
 STATE_FORMAT_VERSION = 1
@@ -338,14 +338,17 @@ class NeuronRNNEstimator(Estimator):
         if self.rank is not None and (not isinstance(self.rank, int | np.integer)
                                       or self.rank < 1):
             raise UserError(f"rank must be a positive integer or None, got {self.rank!r}")
-        for name in ("max_epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        _check_integers(self, ("max_epochs", "batch_size", "patience"), low=1)
+        _check_integers(self, ("n_decays", "warmup", "min_epochs"), low=0)
         for name in ("tau", "lr"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
                 raise UserError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.lr_decay, int | float) and 0 < self.lr_decay < 1):
+            raise UserError(f"lr_decay must be between 0 and 1 (exclusive), got "
+                            f"{self.lr_decay!r}")
+        if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
+            raise UserError(f"ema must be at least 0 and below 1, got {self.ema!r}")
         if self.noise_std < 0:
             raise UserError("noise_std must be >= 0")
         if not isinstance(self.seed, int | np.integer) or not 0 <= self.seed < 2**32:
@@ -449,10 +452,20 @@ class NeuronRNNEstimator(Estimator):
         raise NotImplementedError
 
     def _run_module(self, net: nn.Module, chunk: list[torch.Tensor], n_steps: int,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
+                    noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                    unit_mask: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         """Forward pass of `net` (the module or its data-parallel wrapper) for one chunk of
-        trials (the tensors of `_trial_inputs`), with training noise when `noise` is given."""
+        trials (the tensors of `_trial_inputs`), with training noise when `noise` is given.
+
+        Returns the readout's output, or, given `target`, the mean loss against it (the module
+        computes the loss itself, so the readout and the likelihood fuse into one pass and a
+        data-parallel wrapper sees every parameter used inside its forward)."""
         raise NotImplementedError
+
+    def _schedule(self) -> Schedule:
+        """The learning-rate schedule and stopping rule of a fit (see `Schedule`)."""
+        return Schedule(patience=self.patience, decay=self.lr_decay, n_decays=self.n_decays,
+                        warmup=self.warmup, min_epochs=self.min_epochs)
 
     def _penalty(self, chunk: list[torch.Tensor]) -> torch.Tensor | float:
         """A regularization term added to a minibatch's loss (none by default)."""
@@ -474,10 +487,12 @@ class NeuronRNNEstimator(Estimator):
         def batch_loss(batch: np.ndarray, local: np.ndarray, net: nn.Module) -> torch.Tensor:
             noise = None
             if self.noise_std > 0:
-                noise = draw_noise(len(batch), n_steps, n_units, generator, device)[local]
+                noise = draw_noise(len(batch), n_steps, n_units, generator, device)
+                if len(local) < len(batch):  # this process computes a share of the batch
+                    noise = noise[torch.as_tensor(local, device=device)]
             idx = torch.as_tensor(batch[local], device=device)
             chunk = [a[idx] for a in inputs]
-            loss = self._loss(self._run_module(net, chunk, n_steps, noise), targets[idx], mask)
+            loss = self._run_module(net, chunk, n_steps, noise, targets[idx], mask)
             return loss + self._penalty(chunk)
 
         val_loss = None
@@ -494,7 +509,8 @@ class NeuronRNNEstimator(Estimator):
                 [p for g in groups for p in g["params"]], self.module_,
                 val_loss=val_loss,
                 max_epochs=self.max_epochs if max_epochs is None else max_epochs,
-                patience=self.patience, batch_size=self.batch_size, grad_clip=self.grad_clip,
+                schedule=self._schedule(), ema=self.ema, batch_size=self.batch_size,
+                grad_clip=self.grad_clip,
                 seed=self.seed, progress=self.progress, description=description,
                 strata=self._condition_rows(train), generator=generator, checkpoint=checkpoint)
 
@@ -515,12 +531,6 @@ class NeuronRNNEstimator(Estimator):
         mean = self.module_.target_mean.cpu().numpy()
         std = self.module_.target_std.cpu().numpy()
         return ((rates - mean) / std).astype(np.float32)
-
-    def _loss(self, output: torch.Tensor, target: torch.Tensor,
-              unit_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.observation == "poisson":
-            return poisson_nll(output, target, unit_mask)
-        return gaussian_nll(output, target, unit_mask)
 
     def _output_to_rates(self, output: np.ndarray) -> np.ndarray:
         if self.observation == "poisson":
@@ -568,9 +578,10 @@ class NeuronRNNEstimator(Estimator):
         total, start = 0.0, 0
         with torch.no_grad():
             for chunk in self._chunks(arrays):
-                out = self._run_module(self.module_, chunk, n_steps)
-                stop = start + out.shape[0]
-                total += float(self._loss(out, targets[start:stop], unit_mask)) * out.shape[0]
+                stop = start + len(chunk[0])
+                loss = self._run_module(self.module_, chunk, n_steps, target=targets[start:stop],
+                                        unit_mask=unit_mask)
+                total += float(loss) * (stop - start)
                 start = stop
         return total / max(start, 1)
 
@@ -615,6 +626,16 @@ class NeuronRNNEstimator(Estimator):
                 values = torch.linalg.eigvals(w.J[0].double().cpu())
         values = values.numpy()
         return values[np.argsort(-np.abs(values), kind="stable")]
+
+
+# ---------------------------------------------------------------------- checks
+def _check_integers(estimator: Estimator, names: tuple[str, ...], low: int) -> None:
+    """Refuse hyperparameters that are not integers >= `low`."""
+    for name in names:
+        value = getattr(estimator, name)
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+            bound = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise UserError(f"{name} must be {bound}, got {value!r}")
 
 
 # ---------------------------------------------------------------------- state helpers

@@ -57,9 +57,13 @@ class _RNNModule(nn.Module):
         return RNNWeights(b=self.b[group], x0=self.x0[group], J=self.J[group])
 
     def forward(self, group: torch.Tensor, n_steps: int, alpha: float, noise_std: float = 0.0,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        return self.readout(simulate(self.weights(group), n_steps, alpha, noise_std,
-                                     noise=noise))
+                noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                unit_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The readout's output for these trials, or, given `target`, the mean loss of it."""
+        activity = simulate(self.weights(group), n_steps, alpha, noise_std, noise=noise)
+        if target is not None:
+            return self.readout.loss(activity, target, unit_mask)
+        return self.readout(activity)
 
 
 # Defaults are JEDI's (read from its signature, their one source), so a baseline is by default
@@ -77,6 +81,9 @@ class _RNNBaseline(NeuronRNNEstimator):
                  observation: str = _JEDI["observation"], noise_std: float = _JEDI["noise_std"],
                  lr: float = _JEDI["lr"], weight_decay: float = _JEDI["weight_decay"],
                  max_epochs: int = _JEDI["max_epochs"], patience: int = _JEDI["patience"],
+                 lr_decay: float = _JEDI["lr_decay"], n_decays: int = _JEDI["n_decays"],
+                 warmup: int = _JEDI["warmup"], min_epochs: int = _JEDI["min_epochs"],
+                 ema: float = _JEDI["ema"],
                  batch_size: int = _JEDI["batch_size"], grad_clip: float = _JEDI["grad_clip"],
                  smooth_sd: float = _JEDI["smooth_sd"], device: str = _JEDI["device"],
                  seed: int = _JEDI["seed"], progress: bool = _JEDI["progress"]):
@@ -88,6 +95,11 @@ class _RNNBaseline(NeuronRNNEstimator):
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self.patience = patience
+        self.lr_decay = lr_decay
+        self.n_decays = n_decays
+        self.warmup = warmup
+        self.min_epochs = min_epochs
+        self.ema = ema
         self.batch_size = batch_size
         self.grad_clip = grad_clip
         self.smooth_sd = smooth_sd
@@ -113,9 +125,10 @@ class _RNNBaseline(NeuronRNNEstimator):
         return [self._groups(ds)]
 
     def _run_module(self, net: nn.Module, chunk: list[torch.Tensor], n_steps: int,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:
+                    noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                    unit_mask: torch.Tensor | None = None) -> torch.Tensor:
         noise_std = self.noise_std if noise is not None else 0.0
-        return net(chunk[0], n_steps, self.alpha_, noise_std, noise)
+        return net(chunk[0], n_steps, self.alpha_, noise_std, noise, target, unit_mask)
 
     def _weights(self, condition: int | str) -> RNNWeights:
         device = next(self.module_.parameters()).device

@@ -56,9 +56,13 @@ class _JEDIModule(nn.Module):
 
     def forward(self, condition: torch.Tensor, n_steps: int, alpha: float,
                 offset_index: torch.Tensor | None = None, noise_std: float = 0.0,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                unit_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The readout's output for these trials, or, given `target`, the mean loss of it."""
         weights = self.hypernet(self.trial_embeddings(condition, offset_index))
         activity = simulate(weights, n_steps, alpha, noise_std, noise=noise)
+        if target is not None:
+            return self.readout.loss(activity, target, unit_mask)
         return self.readout(activity)
 
 
@@ -88,8 +92,21 @@ class JEDI(NeuronRNNEstimator):
         Adam learning rates of the network (hypernetwork and readout) and of the embeddings.
     weight_decay : float
         L2 weight decay on the network parameters.
-    max_epochs, patience : int
-        Training budget and early-stopping patience (epochs without validation improvement).
+    max_epochs : int
+        Training budget: the most epochs a fit runs.
+    patience : int
+        Epochs without validation improvement before the learning rates are lowered.
+    lr_decay : float
+        Factor on the learning rates at each plateau.
+    n_decays : int
+        After this many decays, the next plateau ends the fit (the best state is returned).
+    warmup : int
+        Epochs over which the learning rates rise linearly to their values.
+    min_epochs : int
+        No fit ends before this many epochs.
+    ema : float
+        Decay of the moving average of the network's parameters that is validated and kept
+        (0: the parameters themselves).
     batch_size : int
         Trials per minibatch.
     grad_clip : float
@@ -136,7 +153,12 @@ class JEDI(NeuronRNNEstimator):
         embed_lr: float = 3e-2,
         weight_decay: float = 0.0,
         max_epochs: int = 500,
-        patience: int = 100,
+        patience: int = 10,
+        lr_decay: float = 0.5,
+        n_decays: int = 4,
+        warmup: int = 5,
+        min_epochs: int = 20,
+        ema: float = 0.0,
         batch_size: int = 64,
         grad_clip: float = 1.0,
         smooth_sd: float = 0.04,
@@ -157,6 +179,11 @@ class JEDI(NeuronRNNEstimator):
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self.patience = patience
+        self.lr_decay = lr_decay
+        self.n_decays = n_decays
+        self.warmup = warmup
+        self.min_epochs = min_epochs
+        self.ema = ema
         self.batch_size = batch_size
         self.grad_clip = grad_clip
         self.smooth_sd = smooth_sd
@@ -220,10 +247,12 @@ class JEDI(NeuronRNNEstimator):
         return [self._condition_rows(ds), self._offset_index(ds)]
 
     def _run_module(self, net: nn.Module, chunk: list[torch.Tensor], n_steps: int,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:
+                    noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                    unit_mask: torch.Tensor | None = None) -> torch.Tensor:
         condition, offset_index = chunk
         noise_std = self.noise_std if noise is not None else 0.0
-        return net(condition, n_steps, self.alpha_, offset_index, noise_std, noise)
+        return net(condition, n_steps, self.alpha_, offset_index, noise_std, noise, target,
+                   unit_mask)
 
     def _penalty(self, chunk: list[torch.Tensor]) -> torch.Tensor | float:
         """L2 penalty on the fitted offsets of the minibatch's trials."""

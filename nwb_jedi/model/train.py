@@ -7,6 +7,7 @@ model is trained with the same budget and the same stopping rule.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -15,6 +16,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -95,6 +97,37 @@ def fingerprint(*parts: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """When the learning rate changes and when a fit stops.
+
+    The rate rises linearly over the first `warmup` epochs (from 1/`warmup` of its value);
+    then, each time the monitored loss has not improved for `patience` epochs, it is multiplied
+    by `decay`. After `n_decays` decays, the next such plateau ends the fit: by then further
+    epochs only confirm that the best state has passed. No fit ends before `min_epochs`.
+
+    A loss spike (a training loss that is not finite, or that undoes more than `spike` of the
+    improvement made since the first epoch) restores the best state and lowers the rate, instead
+    of letting a fit end flat after one bad step.
+    """
+
+    patience: int = 10
+    decay: float = 0.5
+    n_decays: int = 4
+    warmup: int = 5
+    min_epochs: int = 20
+    spike: float = 0.5
+
+    def scale_at(self, epoch: int, decays: int) -> float:
+        """The factor on every group's base learning rate during `epoch` (0-based)."""
+        ramp = min(1.0, (epoch + 1) / self.warmup) if self.warmup > 0 else 1.0
+        return ramp * self.decay ** decays
+
+    def epochs_left(self, stale: int, decays: int) -> int:
+        """Epochs until the fit would end if the monitored loss never improved again."""
+        return max(0, self.patience - stale) + (self.n_decays - decays) * self.patience
+
+
 def run_training(
     batch_loss: Callable[[np.ndarray, np.ndarray, torch.nn.Module], torch.Tensor],
     n_items: int,
@@ -104,7 +137,8 @@ def run_training(
     *,
     val_loss: Callable[[], float] | None = None,
     max_epochs: int = 300,
-    patience: int = 30,
+    schedule: Schedule | None = None,
+    ema: float = 0.0,
     batch_size: int = 64,
     grad_clip: float | None = 1.0,
     seed: int = 0,
@@ -128,7 +162,7 @@ def run_training(
     n_items : int
         Number of training items (trials).
     optimizer : torch.optim.Optimizer
-        Already set up over the trainable parameters.
+        Already set up over the trainable parameters, each group at its base learning rate.
     parameters : iterable of Parameter
         The parameters whose gradient norm is clipped.
     module : torch.nn.Module
@@ -136,9 +170,14 @@ def run_training(
     val_loss : callable, optional
         Returns the validation loss; monitored for early stopping. Without it the epoch's mean
         training loss is monitored.
-    max_epochs, patience : int
-        Stop after `max_epochs`, or when the monitored loss has not improved for `patience`
-        epochs.
+    max_epochs : int
+        Budget: the fit never runs longer.
+    schedule : Schedule, optional
+        Warm-up, decay on plateau and stopping (default `Schedule()`).
+    ema : float
+        Decay of an exponential moving average of the parameters, updated after every step
+        and used for validation and as the fitted state (0: the parameters themselves). The
+        average of the last few hundred steps is a less noisy iterate than the last one.
     strata : ndarray, optional
         A label per item (the condition) used to deal each minibatch across ranks.
     generator : torch.Generator, optional
@@ -149,7 +188,8 @@ def run_training(
     Returns
     -------
     dict of lists
-        ``epoch``, ``train_loss``, ``val_loss`` (NaN without validation) and ``seconds``.
+        ``epoch``, ``train_loss``, ``val_loss`` (NaN without validation), ``lr_scale`` (the
+        factor on the base learning rates) and ``seconds``.
 
     Notes
     -----
@@ -160,39 +200,52 @@ def run_training(
     """
     from tqdm.auto import tqdm  # here, not at import: the CLI sets tqdm's defaults first
 
+    schedule = schedule or Schedule()
     parameters = [p for p in parameters if p.requires_grad]
     rank, world = rank_and_world()
     net: torch.nn.Module = module
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(module)
     rng = np.random.default_rng(seed)
-    state = _Progress(module)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    averaged = _Average(module, parameters, ema)
+    state = _Progress(module, optimizer)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        state.resume(saved, optimizer, rng, generator)
+        state.resume(saved, optimizer, rng, generator, averaged)
     start = time.perf_counter() - (state.history["seconds"][-1] if state.history["seconds"]
                                    else 0.0)
-    bar = tqdm(range(state.epoch, max_epochs), desc=description,
-               disable=not (progress and rank == 0), leave=False, dynamic_ncols=True)
-    for epoch in bar:
-        if state.stale >= patience:
+    bar = tqdm(total=min(max_epochs, state.epoch + schedule.epochs_left(0, 0)),
+               initial=state.epoch, desc=description, disable=not (progress and rank == 0),
+               leave=False, dynamic_ncols=True, unit="epoch")
+    for epoch in range(state.epoch, max_epochs):
+        if state.finished(schedule, epoch):
             break
+        scale = schedule.scale_at(epoch, state.decays)
+        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = lr * scale
         module.train()
         train_loss = _train_epoch(batch_loss, net, optimizer, parameters, grad_clip,
-                                  minibatches(n_items, batch_size, rng), strata, rank, world)
+                                  minibatches(n_items, batch_size, rng), strata, rank, world,
+                                  averaged)
         module.eval()
         current_val = float("nan")
-        if val_loss is not None:
-            with torch.no_grad():
+        if val_loss is not None and math.isfinite(train_loss):
+            with torch.no_grad(), averaged.swapped_in():
                 current_val = float(val_loss())
-        state.record(epoch + 1, train_loss, current_val, time.perf_counter() - start)
-        if not math.isfinite(train_loss):
-            break  # diverged: keep the best state seen so far
-        state.update(current_val if val_loss is not None else train_loss)
+        state.record(epoch + 1, train_loss, current_val, scale, time.perf_counter() - start)
+        if state.spiked(train_loss, schedule):
+            state.recover(optimizer, averaged)  # back to the best state, at a lower rate
+        else:
+            with averaged.swapped_in():
+                state.update(current_val if val_loss is not None else train_loss, schedule)
+        # The bar counts toward the end of the fit the schedule foresees, not the budget.
+        bar.total = min(max_epochs, epoch + 1 + schedule.epochs_left(state.stale, state.decays))
         bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}",
-                        best=f"{state.best:.4f}", refresh=False)  # redraws follow mininterval
+                        best=f"{state.best:.4f}", lr=f"{scale:.2g}", refresh=False)
+        bar.update(1)  # redraws follow tqdm's mininterval
         if checkpoint is not None and (epoch + 1) % checkpoint.every == 0:
-            checkpoint.save(state.snapshot(optimizer, rng, generator))
+            checkpoint.save(state.snapshot(optimizer, rng, generator, averaged))
     bar.close()
     module.load_state_dict(state.best_state)
     module.eval()
@@ -200,7 +253,7 @@ def run_training(
 
 
 def _train_epoch(batch_loss, net, optimizer, parameters, grad_clip, batches, strata, rank,
-                 world) -> float:
+                 world, averaged) -> float:
     """One pass over the minibatches; returns the mean training loss over all ranks."""
     total, count = 0.0, 0
     for batch in batches:
@@ -214,59 +267,147 @@ def _train_epoch(batch_loss, net, optimizer, parameters, grad_clip, batches, str
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
         optimizer.step()
-        total += float(loss.detach()) * len(local) * (weight > 0)
+        averaged.update()
+        # Summed on the device and read once per epoch: no host synchronization per step.
+        total = total + loss.detach() * (len(local) * (weight > 0))
         count += len(local) * (weight > 0)
-    total, count = all_reduce_sum([total, count])
+    total, count = all_reduce_sum([float(total), count])
     return total / max(count, 1)
 
 
-class _Progress:
-    """What a fit has done so far: history, best monitored loss and state, staleness."""
+class _Average:
+    """An exponential moving average of the trained parameters (nothing when `decay` is 0)."""
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module, parameters: list[torch.nn.Parameter],
+                 decay: float) -> None:
+        self.decay = float(decay)
+        self.parameters = parameters if self.decay > 0 else []
+        self.values = [p.detach().clone() for p in self.parameters]
+
+    def update(self) -> None:
+        with torch.no_grad():
+            for avg, p in zip(self.values, self.parameters, strict=True):
+                avg.lerp_(p.detach(), 1 - self.decay)
+
+    def reset(self) -> None:
+        with torch.no_grad():
+            for avg, p in zip(self.values, self.parameters, strict=True):
+                avg.copy_(p.detach())
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        """The module holds the averaged values inside the block, its own values after."""
+        if not self.parameters:
+            yield
+            return
+        with torch.no_grad():
+            for avg, p in zip(self.values, self.parameters, strict=True):
+                swap = p.detach().clone()
+                p.copy_(avg)
+                avg.copy_(swap)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for avg, p in zip(self.values, self.parameters, strict=True):
+                    swap = p.detach().clone()
+                    p.copy_(avg)
+                    avg.copy_(swap)
+
+    def state(self) -> list[torch.Tensor]:
+        return [v.clone() for v in self.values]
+
+    def load(self, values: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for avg, v in zip(self.values, values, strict=True):
+                avg.copy_(v)
+
+
+class _Progress:
+    """What a fit has done so far: history, best monitored loss and state, staleness, decays."""
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.module = module
+        self.optimizer = optimizer
         self.history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [],
-                                          "seconds": []}
+                                          "lr_scale": [], "seconds": []}
         self.best = math.inf
         self.best_state = copy.deepcopy(module.state_dict())
+        self.best_optimizer = copy.deepcopy(optimizer.state_dict())
+        self.best_train = math.inf
+        self.first_train = math.nan
         self.stale = 0
+        self.decays = 0
         self.epoch = 0
 
-    def record(self, epoch: int, train_loss: float, val_loss: float, seconds: float) -> None:
+    def record(self, epoch: int, train_loss: float, val_loss: float, scale: float,
+               seconds: float) -> None:
         self.epoch = epoch
         for key, value in (("epoch", epoch), ("train_loss", train_loss), ("val_loss", val_loss),
-                           ("seconds", seconds)):
+                           ("lr_scale", scale), ("seconds", seconds)):
             self.history[key].append(value)
+        if math.isnan(self.first_train):
+            self.first_train = train_loss
 
-    def update(self, monitored: float) -> None:
-        """Keep the state when the monitored loss improved, else count a stale epoch."""
+    def finished(self, schedule: Schedule, epoch: int) -> bool:
+        """Whether the schedule ends the fit before `epoch` (0-based)."""
+        if epoch < schedule.min_epochs:
+            return False
+        return self.decays >= schedule.n_decays and self.stale >= schedule.patience
+
+    def spiked(self, train_loss: float, schedule: Schedule) -> bool:
+        """A non-finite loss, or one that undid more than `schedule.spike` of the progress."""
+        if not math.isfinite(train_loss):
+            return True
+        gained = self.first_train - self.best_train
+        return (math.isfinite(gained) and gained > 0
+                and train_loss > self.best_train + schedule.spike * gained)
+
+    def recover(self, optimizer: torch.optim.Optimizer, averaged: _Average) -> None:
+        """Return to the best state (parameters and optimizer moments) at a lower rate."""
+        self.module.load_state_dict(self.best_state)
+        optimizer.load_state_dict(self.best_optimizer)
+        averaged.reset()
+        self.decays += 1
+        self.stale = 0
+
+    def update(self, monitored: float, schedule: Schedule) -> None:
+        """Keep the state when the monitored loss improved; on a plateau, lower the rate."""
+        train_loss = self.history["train_loss"][-1]
+        self.best_train = min(self.best_train, train_loss)
         if monitored < self.best - 1e-6 * abs(self.best) or (math.isinf(self.best) and
                                                              math.isfinite(monitored)):
             self.best = monitored
             self.best_state = copy.deepcopy(self.module.state_dict())
+            self.best_optimizer = copy.deepcopy(self.optimizer.state_dict())
             self.stale = 0
-        else:
-            self.stale += 1
+            return
+        self.stale += 1
+        if self.stale >= schedule.patience and self.decays < schedule.n_decays:
+            self.decays += 1
+            self.stale = 0
 
-    def snapshot(self, optimizer, rng: np.random.Generator,
-                 generator: torch.Generator | None) -> dict[str, Any]:
+    def snapshot(self, optimizer, rng: np.random.Generator, generator: torch.Generator | None,
+                 averaged: _Average) -> dict[str, Any]:
         """Everything a resumed fit needs to continue exactly."""
         return {
             "module": self.module.state_dict(), "optimizer": optimizer.state_dict(),
             "numpy_rng": json.dumps(rng.bit_generator.state),
             **({"torch_rng": generator.get_state()} if generator is not None else {}),
-            "best": self.best, "best_state": self.best_state, "stale": self.stale,
-            "history": self.history, "epoch": self.epoch,
+            "best": self.best, "best_state": self.best_state,
+            "best_optimizer": self.best_optimizer, "best_train": self.best_train,
+            "first_train": self.first_train, "stale": self.stale, "decays": self.decays,
+            "average": averaged.state(), "history": self.history, "epoch": self.epoch,
         }
 
     def resume(self, saved: dict[str, Any], optimizer, rng: np.random.Generator,
-               generator: torch.Generator | None) -> None:
+               generator: torch.Generator | None, averaged: _Average) -> None:
         self.module.load_state_dict(saved["module"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = json.loads(saved["numpy_rng"])
         if generator is not None and "torch_rng" in saved:
             generator.set_state(saved["torch_rng"])
-        self.best, self.best_state, self.stale = saved["best"], saved["best_state"], \
-            saved["stale"]
-        self.history = saved["history"]
-        self.epoch = saved["epoch"]
+        for key in ("best", "best_state", "best_optimizer", "best_train", "first_train",
+                    "stale", "decays", "history", "epoch"):
+            setattr(self, key, saved[key])
+        averaged.load(saved["average"])
