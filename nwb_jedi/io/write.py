@@ -42,6 +42,7 @@ from nwb_jedi._files import atomic_output
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.data.session import Session
+from nwb_jedi.data.units import unit_identity
 from nwb_jedi.errors import UserError
 from nwb_jedi.io import ndx
 from nwb_jedi.io.load import _scalar_text
@@ -368,9 +369,19 @@ def _binned_counts(ds: TrialDataset):
         counts=compressed(ds.counts.astype(np.float32)),
         bin_centers=ds.time.astype(np.float64),
         unit_ids=_id_data(ds.unit_id),
-        dataset_metadata=json.dumps(ds.provenance.to_dict(), default=_json_default,
-                                    allow_nan=False,
-                                    sort_keys=True))
+        dataset_metadata=json.dumps(_dataset_metadata(ds), default=_json_default,
+                                    allow_nan=False, sort_keys=True))
+
+
+def _dataset_metadata(ds: TrialDataset) -> dict[str, Any]:
+    """The dataset's provenance, plus where its units were recorded (``units``: the
+    `nwb_jedi.data.units.unit_identity` of ``ds.units``), which `nwb-jedi predict` compares
+    with the units of the data a model is applied to."""
+    metadata = ds.provenance.to_dict()
+    identity = unit_identity(ds.units)
+    if identity:
+        metadata["units"] = identity
+    return metadata
 
 
 def _rates_series(results: FitResults, ds: TrialDataset):

@@ -38,7 +38,8 @@ def test_analyze_searches_each_conditions_fixed_points_once(fitted, searches, tm
                                "--fixed-point-conditions", "2", "--quiet"], capsys)
     assert rc == 0, err
     assert searches == [128, 128]  # 2 conditions, 128 starts each, and nothing more
-    assert "fixed points: reach1: " in stdout and "; reach2: " in stdout
+    assert "fixed points of 2 of 7 conditions, the first 2 " in stdout
+    assert "; reach1: " in stdout and "; reach2: " in stdout
     assert (out / "fixed_points.png").stat().st_size > 10_000
 
 
@@ -48,6 +49,6 @@ def test_analyze_without_fixed_points_searches_none(fitted, searches, tmp_path, 
                                "--fixed-point-conditions", "0", "--quiet"], capsys)
     assert rc == 0, err
     assert searches == []
-    assert "fixed points:" not in stdout and not (out / "fixed_points.png").exists()
+    assert "fixed points" not in stdout and not (out / "fixed_points.png").exists()
     assert "embeddings.png, eigenvalues.png, jacobian_spectra.png, psth.png, training.png" \
         in stdout

@@ -71,7 +71,8 @@ def test_simulate_summary_and_fit_then_analyze(simulated, teacher_cache, tmp_pat
                             "--fixed-point-conditions", "1", "--quiet"], capsys)
     assert rc == 0, err
     assert "JEDI with 16 conditions, 24 neurons" in out
-    assert "J leading |eigenvalue|" in out and "fixed points: memorypro/0:" in out
+    assert "J (connectivity) eigenvalues: largest Re λ" in out
+    assert "fixed points of 1 of 16 conditions, the first one " in out and "; memorypro/0:" in out
     assert "held-out trials" in out and "embedding distances" in out
     for name in ("embeddings", "eigenvalues", "jacobian_spectra", "fixed_points", "psth",
                  "training"):
