@@ -42,7 +42,8 @@ def make_friendly(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars or progress messages (results are still printed)")
+                        help="no progress bars or progress messages; results and warnings "
+                             "about them are still printed (default: progress shown)")
 
 
 def slow_progress_in_logs() -> None:
@@ -83,16 +84,20 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
                              "cores); --threads N overrides that too")
 
 
+def check_threads(args: argparse.Namespace) -> None:
+    """Refuse a --threads below 1 (without importing torch)."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be a positive integer, got {threads}")
+
+
 def apply_threads(args: argparse.Namespace) -> None:
     """Set torch's intra-op threads from --threads, when given (imports torch)."""
-    threads = getattr(args, "threads", None)
-    if threads is None:
-        return
-    if threads < 1:
-        raise UserError(f"--threads must be a positive integer, got {threads}")
-    from nwb_jedi._runtime import set_threads
+    check_threads(args)
+    if getattr(args, "threads", None) is not None:
+        from nwb_jedi._runtime import set_threads
 
-    set_threads(threads)
+        set_threads(args.threads)
 
 
 def data_options() -> argparse.ArgumentParser:

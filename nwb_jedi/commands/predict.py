@@ -24,6 +24,7 @@ from nwb_jedi.commands._options import (
     add_quiet_option,
     apply_threads,
     check_output_source,
+    check_threads,
     data_options,
     describe_settings,
     explain_setting_error,
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                         f"another --out")
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be a positive integer, got {args.epochs}")
+    check_threads(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     # Cheap first (h5py, metadata only): the stored settings, then the units.
     summary = read_summary(args.file, args.module_name)

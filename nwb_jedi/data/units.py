@@ -140,8 +140,8 @@ def match_units(model_ids: Sequence, model_identity: Mapping[str, Sequence[str]]
                                      f"session), so the ids match by accident")
     if disagree:
         unit, here, there = disagree[0]
-        return UnitMatch("warning", f"{sessions}; the {what} of {len(disagree)} of "
-                                    f"{len(model_keys)} units differ (e.g. unit {unit}: "
+        return UnitMatch("warning", f"{sessions}; the {what} differs for {len(disagree)} of "
+                                    f"{len(model_keys)} units (e.g. unit {unit}: "
                                     f"{here!r} here, {there!r} in the model's session), so "
                                     f"their ids likely match by accident")
     return UnitMatch("confirmed", f"{sessions}; its {len(model_keys)} units match the model's "

@@ -166,8 +166,9 @@ def _session_and_source(source, dataset: TrialDataset,
     """The session a derived file copies (or None), and the provenance of the modelled data."""
     session = _resolve_session(source)
     if session is not None and _same_file(session.source.get("path"), out_path):
-        raise UserError(f"{out_path} is the source file; write the derived file elsewhere "
-                        f"or use append=True to add the results to it")
+        raise UserError(f"{out_path} is the source file, which is never overwritten: write "
+                        f"the derived file elsewhere, or add the results to the source with "
+                        f"append=True (nwb-jedi fit/predict --append)")
     session_source = dict(session.source) if session is not None else \
         dict(dataset.provenance.source)
     if session is not None and session.metadata.get("identifier"):

@@ -111,3 +111,22 @@ def test_report_refuses_bad_conditions(small_jedi, oscillation_dataset):
         analysis_report(small_jedi, oscillation_dataset, fixed_point_conditions=-1)
     with pytest.raises(UserError, match="unknown condition"):
         analysis_report(small_jedi, oscillation_dataset, fixed_point_conditions=["c7"])
+
+
+def test_fixed_points_cover_every_condition_by_default_and_say_which(
+        small_jedi, oscillation_dataset, count_searches, monkeypatch):
+    from nwb_jedi.analysis import report as report_module
+
+    every = analysis_report(small_jedi, oscillation_dataset, n_initial=4)
+    assert list(every.fixed_points) == ["c0", "c1", "c2"]  # was the first 4 (or fewer)
+    assert every.fixed_point_choice == "every condition"
+    assert "fixed points of 3 of 3 conditions, every condition " in \
+        every.summary_lines("x")[3]
+    monkeypatch.setattr(report_module, "MAX_FIXED_POINT_CONDITIONS", 2)
+    spread = analysis_report(small_jedi, oscillation_dataset, n_initial=4)
+    assert list(spread.fixed_points) == ["c0", "c2"]  # first and last: spread evenly
+    assert spread.fixed_point_choice == "spread evenly over the conditions"
+    assert list(analysis_report(small_jedi, oscillation_dataset, n_initial=4,
+                                fixed_point_conditions="all").fixed_points) == ["c0", "c1", "c2"]
+    with pytest.raises(UserError, match="'auto', 'all', a number or condition labels"):
+        analysis_report(small_jedi, oscillation_dataset, fixed_point_conditions="some")
