@@ -178,6 +178,8 @@ def plot_embeddings(condition_embeddings, path: str | os.PathLike | None = None,
     ax.set_xlabel(_pc_label(1, explained))
     what = "Condition embeddings" + (" and trial embeddings" if embeddings is not None else "")
     what += f" (d = {cond.shape[1]}, {len(cond)} conditions)"
+    if annotated and annotate_by != "label":
+        what += f"; points labelled by {annotate_by}"
     if one_d:
         # C conditions span at most C - 1 directions: a second axis would be numerical noise.
         ax.set_ylabel("(none)")
@@ -312,6 +314,8 @@ def plot_eigenvalues(spectra: Mapping[str, np.ndarray], path: str | os.PathLike 
     values = {name: _spectrum_points(v) for name, v in spectra.items()}
     xlim, ylim, zoom = _shared_limits([v for v, _ in values.values()], matrix)
     fig, axes, new = _panel_axes(len(spectra), ncols, 2.6, ax)
+    if new:
+        fig.set_layout_engine("constrained")  # tick labels never reach the next row's titles
     columns = max(1, min(ncols, len(spectra))) if new else len(axes)
     scatter = None
     steps = [t.max() for _, t in values.values() if t is not None and t.size]

@@ -177,8 +177,8 @@ class AnalysisReport:
         j_line = (f"J (connectivity) eigenvalues: largest Re λ {real[lo]:.3f} ({lo}) to "
                   f"{real[hi]:.3f} ({hi}); " + (
                       "every condition below Re λ = 1, the boundary for J" if not beyond else
-                      f"{beyond} condition(s) beyond Re λ = 1, the boundary for J (x = 0 "
-                      f"unstable there)"))
+                      f"{beyond} condition(s) beyond Re λ = 1, the boundary for J at x = 0 "
+                      f"(away from 0, where tanh′ < 1, the step Jacobian decides)"))
         expanding = sum(v > 1 for v in radius.values())
         df_line = (f"step Jacobian DF along trajectories: spectral radius "
                    f"{min(radius.values()):.3f} to {max(radius.values()):.3f}; " + (
