@@ -315,7 +315,9 @@ def plot_eigenvalues(spectra: Mapping[str, np.ndarray], path: str | os.PathLike 
     xlim, ylim, zoom = _shared_limits([v for v, _ in values.values()], matrix)
     fig, axes, new = _panel_axes(len(spectra), ncols, 2.6, ax)
     if new:
-        fig.set_layout_engine("constrained")  # tick labels never reach the next row's titles
+        # Room between rows for the x labels (equal-aspect panels: a constrained layout
+        # would shrink them instead).
+        fig.subplots_adjust(hspace=0.45, wspace=0.3)
     columns = max(1, min(ncols, len(spectra))) if new else len(axes)
     scatter = None
     steps = [t.max() for _, t in values.values() if t is not None and t.size]

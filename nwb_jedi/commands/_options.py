@@ -124,8 +124,7 @@ def _rate_value(text: str) -> float | str:
 def add_mapper_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "trials to conditions",
-        "An empty value (e.g. --trial-filter '') clears a setting that a preset or a model's "
-        "stored settings would give.")
+        "An empty value (--trial-filter '') clears a preset's or a model's stored setting.")
     group.add_argument("--preset", metavar="NAME",
                        help=f"mapper settings of a known dataset layout ({', '.join(PRESETS)}); "
                             f"explicit flags override them (default: none; yu2009 for the "
@@ -402,12 +401,14 @@ def print_warning(line: str) -> None:
 # Defaults are not written here: they are read from the estimator's signature, their one source.
 MODEL_OPTIONS: dict[str, tuple[str, type, float, str, str]] = {
     "--rank": ("rank", int, 1, "R", "rank R of each condition's connectivity J = M Uᵀ / N: higher "
-               "lets each condition's dynamics be richer but needs more data; low rank is what "
-               "keeps embeddings robust and makes spectra cheap"),
+               "lets each condition's dynamics be richer but needs more data (and time per "
+               "step); low rank is what keeps embeddings robust and makes spectra cheap"),
     "--embed-dim": ("embed_dim", int, 1, "D", "size of each condition's embedding: room to tell "
-                    "conditions apart (a few per independent behavioral variable)"),
+                    "conditions apart (a few per independent behavioral variable); larger needs "
+                    "more trials per condition to pin each embedding down"),
     "--hidden": ("hidden", int, 1, "H", "width of the hypernetwork's two hidden layers: how "
-                 "nonlinear the map from embedding to weights may be"),
+                 "nonlinear the map from embedding to weights may be; wider fits more but trains "
+                 "slower and overfits sooner"),
     "--tau-ms": ("tau", float, 1e-3, "MS", "time constant of the units in ms (at least the bin "
                  "width): longer gives slower, smoother dynamics"),
     "--trial-penalty": ("trial_penalty", float, 1, "X", "L2 penalty on per-trial embedding offsets "
