@@ -15,11 +15,11 @@ import sys
 from importlib import import_module
 
 from nwb_jedi._version import __version__
-from nwb_jedi.commands._options import slow_progress_in_logs
+from nwb_jedi.commands._options import make_friendly, slow_progress_in_logs
 from nwb_jedi.errors import UserError
 
 # Order is the order shown in `nwb-jedi --help`.
-COMMANDS = ["info", "fit", "show", "analyze", "predict", "simulate"]
+COMMANDS = ["info", "fit", "show", "analyze", "predict", "simulate", "datasets"]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -38,6 +38,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             module.register(subparsers)
         else:
             subparsers.add_parser(name, help=module.HELP)
+    # Every command reports a bad argument in one line (and takes negative windows), the same
+    # way, whichever module registered it.
+    make_friendly(parser)
+    for sub in subparsers.choices.values():
+        make_friendly(sub)
     return parser
 
 

@@ -19,3 +19,11 @@ class NotFittedError(UserError, AttributeError):
     Also an AttributeError, so ``hasattr(JEDI(), "embeddings_")`` is False, as scikit-learn's
     conventions expect of fitted attributes.
     """
+
+
+class FitQualityWarning(UserWarning):
+    """A result worse than a trivial baseline, or a model too small to mean much.
+
+    The message is one line: what is wrong, the likely cause and what to try
+    (`nwb_jedi.model.quality`).
+    """

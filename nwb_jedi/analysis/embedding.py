@@ -300,3 +300,65 @@ def interpolate(model, c_from: int | str, c_to: int | str, n: int = 11,
     weights = np.linspace(0.0, 1.0, n)[:, None]
     line = (1 - weights) * e[rows[0]] + weights * e[rows[1]]
     return predict_from_embeddings(model, line, int(n_steps))
+
+
+# ---------------------------------------------------------------------- labels
+def condition_attributes(conditions: pd.DataFrame, condition: np.ndarray,
+                         trials: pd.DataFrame) -> pd.DataFrame:
+    """The condition table with the numeric trial columns that describe each condition.
+
+    A trials-table column describes the conditions when it is numeric, not an event time
+    (``*_time``, ``*_times``), constant within every condition and not constant across all
+    of them: e.g. the ``condition_value`` (sine frequency, reach direction) of a file written
+    by ``nwb-jedi simulate``, whose conditions are only named by an index within their task.
+
+    Parameters
+    ----------
+    conditions : DataFrame
+        One row per condition, with a ``label`` column (``TrialDataset.conditions``).
+    condition : array (K,)
+        Each trial's row of `conditions`.
+    trials : DataFrame
+        The same K trials' metadata, in the same order.
+
+    Returns
+    -------
+    DataFrame
+        `conditions` with those columns appended after its own (NaN for conditions without
+        trials); unchanged when there are none.
+    """
+    condition = np.asarray(condition)
+    if len(trials) != len(condition):
+        raise UserError(f"trials has {len(trials)} rows but condition {len(condition)}; give "
+                        f"the metadata of the same trials")
+    table = conditions.reset_index(drop=True).copy()
+    for name in trials.columns:
+        column = trials[name]
+        if name in table.columns or str(name).endswith(("_time", "_times")) or \
+                column.dtype.kind not in "iuf":
+            continue
+        values = pd.Series(column.to_numpy(dtype=float)).groupby(condition)
+        if (values.nunique(dropna=False) > 1).any():
+            continue
+        per_condition = values.first()
+        if per_condition.nunique() < 2:
+            continue
+        table[str(name)] = per_condition.reindex(range(len(table))).to_numpy()
+    return table
+
+
+def embedding_labels(conditions: pd.DataFrame) -> tuple[str, str]:
+    """(colour column, annotation column) for `plots.plot_embeddings` of these conditions.
+
+    Colour: the first column that defines the conditions (before ``label``) and groups them
+    (2 or more values, fewer than conditions, e.g. the task), else each condition. Annotation:
+    the first numeric column after ``label`` (an attribute from `condition_attributes`, e.g. a
+    frequency), else the label.
+    """
+    columns = list(conditions.columns)
+    cut = columns.index("label") if "label" in columns else len(columns)
+    color = next((c for c in columns[:cut]
+                  if 2 <= conditions[c].nunique() < len(conditions)), "label")
+    annotate = next((c for c in columns[cut + 1:] if conditions[c].dtype.kind in "iuf"),
+                    "label")
+    return color, annotate

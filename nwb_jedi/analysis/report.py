@@ -38,6 +38,10 @@ __all__ = ["AnalysisReport", "analysis_report"]
 #: Fixed-point search starts per condition (about a second per condition on a CPU).
 FIXED_POINT_STARTS = 128
 
+#: ``fixed_point_conditions="auto"`` searches every condition up to this many, else this many
+#: spread evenly over the condition table (about a second each).
+MAX_FIXED_POINT_CONDITIONS = 24
+
 STABILITIES = ("stable", "saddle", "unstable")
 
 
@@ -66,6 +70,8 @@ class AnalysisReport:
         ``states`` are the trajectory).
     fixed_points : dict of label -> FixedPoints
         Fixed points of the chosen conditions.
+    fixed_point_choice : str
+        How those conditions were chosen (e.g. "every condition"), for the summary.
     distances : ndarray (C, C)
         Euclidean distances between condition embeddings.
     scored : TrialDataset
@@ -98,6 +104,13 @@ class AnalysisReport:
     rates: np.ndarray
     scores: dict[str, float]
     history: dict | None = None
+    fixed_point_choice: str = ""
+
+    @property
+    def leading_real(self) -> dict[str, float]:
+        """Largest real part of each condition's J eigenvalues (stability boundary: 1)."""
+        return {lab: float(np.max(ev.real)) if len(ev) else float("nan")
+                for lab, ev in self.j_spectra.items()}
 
     @property
     def leading_modulus(self) -> dict[str, float]:
@@ -142,9 +155,7 @@ class AnalysisReport:
                  f"{self.n_bins} bins of {self.bin_size * 1e3:g} ms"]
         lines += self._spectra_lines()
         if self.fixed_points:
-            found = {lab: ", ".join(f"{v} {k}" for k, v in kinds.items() if v) or "none"
-                     for lab, kinds in self.fixed_point_counts().items()}
-            lines.append("fixed points: " + "; ".join(f"{k}: {v}" for k, v in found.items()))
+            lines.append(self._fixed_point_line())
         pair = self.closest_pair()
         if pair is not None:
             off = self.distances[~np.eye(len(self.labels), dtype=bool)]
@@ -158,15 +169,38 @@ class AnalysisReport:
         return lines
 
     def _spectra_lines(self) -> list[str]:
-        leading, radius = self.leading_modulus, self.spectral_radius
-        lo, hi = min(leading, key=leading.get), max(leading, key=leading.get)
-        return [f"J leading |eigenvalue|: {leading[lo]:.3f} ({lo}) to {leading[hi]:.3f} ({hi})",
-                f"Jacobian spectral radius along trajectories: {min(radius.values()):.3f} to "
-                f"{max(radius.values()):.3f} (> 1: locally expanding)"]
+        """J's spectrum against Re λ = 1 and DF's against |λ| = 1: each matrix against its
+        own stability boundary (see `nwb_jedi.analysis.plots.plot_eigenvalues`)."""
+        real, radius = self.leading_real, self.spectral_radius
+        lo, hi = min(real, key=real.get), max(real, key=real.get)
+        beyond = sum(v > 1 for v in real.values())
+        j_line = (f"J (connectivity) eigenvalues: largest Re λ {real[lo]:.3f} ({lo}) to "
+                  f"{real[hi]:.3f} ({hi}); " + (
+                      "every condition below Re λ = 1, the boundary for J" if not beyond else
+                      f"{beyond} condition(s) beyond Re λ = 1, the boundary for J at x = 0 "
+                      f"(away from 0, where tanh′ < 1, the step Jacobian decides)"))
+        expanding = sum(v > 1 for v in radius.values())
+        df_line = (f"step Jacobian DF along trajectories: spectral radius "
+                   f"{min(radius.values()):.3f} to {max(radius.values()):.3f}; " + (
+                       "inside |λ| = 1 in every condition (locally contracting)"
+                       if not expanding else
+                       f"beyond |λ| = 1 in {expanding} condition(s) (locally expanding there)"))
+        return [j_line, df_line]
+
+    def _fixed_point_line(self) -> str:
+        counts = self.fixed_point_counts()
+        totals = {kind: sum(c[kind] for c in counts.values()) for kind in STABILITIES}
+        total = ", ".join(f"{v} {k}" for k, v in totals.items()) or "none"
+        per = "; ".join(f"{lab}: " + (", ".join(f"{v} {k}" for k, v in kinds.items() if v)
+                                      or "none") for lab, kinds in counts.items())
+        choice = f", {self.fixed_point_choice}" if self.fixed_point_choice else ""
+        return (f"fixed points of {len(counts)} of {len(self.labels)} conditions{choice} "
+                f"(stable: DF's eigenvalues all inside |λ| = 1): {total}; {per}")
 
 
 def analysis_report(model, dataset: TrialDataset, *,
-                    fixed_point_conditions: int | Sequence[int | str] = 4, seed: int = 0,
+                    fixed_point_conditions: int | str | Sequence[int | str] = "auto",
+                    seed: int = 0,
                     n_initial: int = FIXED_POINT_STARTS,
                     log: Callable[[str], None] | None = None) -> AnalysisReport:
     """Analyse a fitted model's dynamics, embeddings and fit, each analysis run once.
@@ -178,8 +212,10 @@ def analysis_report(model, dataset: TrialDataset, *,
         The trials the model was fitted on, with their split (e.g. `load_dataset` of a file
         written by `nwb-jedi fit`); trajectories are as long as its trials, and the fit is
         scored on its test trials (all trials when it has none).
-    fixed_point_conditions : int or sequence of int or str
-        Search fixed points in the first N conditions, or in these (rows or labels).
+    fixed_point_conditions : "auto", "all", int or sequence of int or str
+        Where to search fixed points: "auto" (default) every condition up to
+        `MAX_FIXED_POINT_CONDITIONS`, else that many spread evenly over the condition table;
+        "all"; the first N conditions; or these (rows or labels). The report says which.
     seed : int
         Seed of the fixed-point search's starts.
     n_initial : int
@@ -193,7 +229,7 @@ def analysis_report(model, dataset: TrialDataset, *,
     """
     say = log or (lambda message: None)
     labels = list(model.conditions_["label"].astype(str))
-    chosen = _chosen_conditions(fixed_point_conditions, labels)
+    chosen, choice = _chosen_conditions(fixed_point_conditions, labels)
     n_steps = dataset.n_bins
 
     # Spectra: J's eigenvalues (the low-rank connectivity) and the Jacobian along the
@@ -219,24 +255,36 @@ def analysis_report(model, dataset: TrialDataset, *,
         n_bins=dataset.n_bins, bin_size=dataset.bin_size, j_spectra=j_spectra,
         jacobian_spectra=jacobian, fixed_points=found, distances=embedding_distances(model),
         scored=scored, held_out=held_out, rates=rates, scores=score_rates(rates, scored),
-        history=_history(model))
+        history=_history(model), fixed_point_choice=choice)
 
 
-def _chosen_conditions(which: int | Sequence[int | str], labels: list[str]) -> list[int]:
-    """Rows of the conditions whose fixed points are searched."""
+def _chosen_conditions(which: int | str | Sequence[int | str], labels: list[str]
+                       ) -> tuple[list[int], str]:
+    """Rows of the conditions whose fixed points are searched, and how they were chosen."""
+    n = len(labels)
+    if isinstance(which, str) and which in ("auto", "all"):
+        if which == "all" or n <= MAX_FIXED_POINT_CONDITIONS:
+            return list(range(n)), "every condition"
+        rows = np.unique(np.linspace(0, n - 1, MAX_FIXED_POINT_CONDITIONS).round().astype(int))
+        return [int(r) for r in rows], "spread evenly over the conditions"
     if isinstance(which, int | np.integer):
         if which < 0:
             raise UserError(f"fixed_point_conditions must be 0 or more, got {which}")
-        return list(range(min(int(which), len(labels))))
+        rows = list(range(min(int(which), n)))
+        return rows, ("every condition" if len(rows) == n else
+                      "the first one" if len(rows) == 1 else f"the first {len(rows)}")
+    if isinstance(which, str):
+        raise UserError(f"fixed_point_conditions must be 'auto', 'all', a number or condition "
+                        f"labels, got {which!r}")
     rows = []
     for c in which:
-        if isinstance(c, int | np.integer) and 0 <= c < len(labels):
+        if isinstance(c, int | np.integer) and 0 <= c < n:
             rows.append(int(c))
         elif str(c) in labels:
             rows.append(labels.index(str(c)))
         else:
             raise UserError(f"unknown condition {c!r}; known: {', '.join(labels[:10])}")
-    return rows
+    return rows, "chosen by name"
 
 
 def _history(model) -> dict | None:

@@ -6,20 +6,28 @@ import argparse
 import os
 import sys
 
+import numpy as np
+import pandas as pd
+
 from nwb_jedi._files import atomic_write_text
 from nwb_jedi.commands._options import add_quiet_option, make_friendly
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
   nwb-jedi analyze jedi_fit.nwb                        # figures into jedi_fit_analysis/
-  nwb-jedi analyze jedi_fit.nwb --out figures --fixed-point-conditions 8
+  nwb-jedi analyze jedi_fit.nwb --out figures --fixed-point-conditions all
+  nwb-jedi analyze jedi_fit.nwb --fixed-point-conditions reach1,reach5
+
+Each spectrum is drawn against its own stability boundary: J's eigenvalues against the line
+Re λ = 1 (the model is x' = -x + J tanh(x) + b), the step Jacobian's against the unit circle.
 """
 
 #: Figures written, in order (file name -> what it shows).
 FIGURES = {
-    "embeddings.png": "condition embeddings (PCA)",
-    "eigenvalues.png": "eigenvalues of each condition's connectivity J",
-    "jacobian_spectra.png": "Jacobian eigenvalues along each condition's trajectory",
+    "embeddings.png": "condition embeddings on their principal axes",
+    "eigenvalues.png": "eigenvalues of each condition's connectivity J against Re λ = 1",
+    "jacobian_spectra.png": "eigenvalues of the step's Jacobian along each condition's "
+                            "trajectory against the unit circle",
     "fixed_points.png": "trajectories and fixed points",
     "psth.png": "data PSTH vs model on held-out trials",
     "training.png": "training and validation loss",
@@ -44,10 +52,13 @@ def register(subparsers) -> None:
                              "FILE's name + _analysis)")
     parser.add_argument("--module-name", metavar="NAME",
                         help="processing module holding the model (when there are several)")
-    parser.add_argument("--fixed-point-conditions", type=int, default=4, metavar="N",
-                        help="search fixed points in the first N conditions (default 4; "
-                             "about a second each)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fixed-point search")
+    parser.add_argument("--fixed-point-conditions", default="auto", metavar="WHICH",
+                        help="where to search fixed points (about a second per condition): "
+                             "auto (every condition up to 24, else 24 spread evenly), all, a "
+                             "number N (the first N; 0: none) or comma-separated condition "
+                             "labels; the summary says which (default auto)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fixed-point search (default 0)")
     add_quiet_option(parser)
     parser.set_defaults(func=run)
 
@@ -61,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.file, args.module_name)
     ds = load_dataset(args.file, args.module_name)
     os.makedirs(out, exist_ok=True)
-    report = analysis_report(model, ds, fixed_point_conditions=args.fixed_point_conditions,
+    report = analysis_report(model, ds, fixed_point_conditions=_fixed_point_conditions(args),
                              seed=args.seed, log=say)
     say("figures ...")
-    written = write_figures(report, out)
+    written = write_figures(report, out, conditions=_described_conditions(args.file, report, ds))
     lines = report.summary_lines(args.file)
     lines.append(f"figures in {os.path.abspath(out)}: {', '.join(written)}")
     summary = "\n".join(lines)
@@ -73,11 +84,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fixed_point_conditions(args: argparse.Namespace):
+    """--fixed-point-conditions as `analysis_report` takes it: auto, all, N or labels."""
+    text = str(args.fixed_point_conditions).strip()
+    if text in ("auto", "all"):
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        labels = [t.strip() for t in text.split(",") if t.strip()]
+        if not labels:
+            raise UserError("--fixed-point-conditions is empty; give auto, all, a number or "
+                            "condition labels") from None
+        return labels
+    if number < 0:
+        raise UserError(f"--fixed-point-conditions must be 0 or more, got {number}")
+    return number
+
+
+def _described_conditions(path: str, report, ds):
+    """The model's condition table, with the numeric columns of the file's trials table that
+    describe each condition (e.g. a simulated file's sine frequencies), for the labels of the
+    embedding figure; the table alone when the file's trials cannot be read."""
+    from nwb_jedi.analysis.embedding import condition_attributes
+    from nwb_jedi.errors import SourceError
+    from nwb_jedi.io.read import read_session
+
+    try:
+        trials = read_session(path, behavior=False).trials
+    except SourceError:
+        return report.conditions
+    key = trials["source_trial_id"].astype(str) if "source_trial_id" in trials.columns \
+        else pd.Series(trials.index.astype(str), index=trials.index)
+    row = {k: i for i, k in enumerate(key)}
+    order = [row.get(str(t)) for t in ds.trial_id]
+    if not len(trials) or any(i is None for i in order):
+        return report.conditions
+    known = {label: i for i, label in enumerate(report.labels)}
+    labels = ds.conditions["label"].astype(str).to_numpy()[ds.condition]
+    keep = np.array([label in known for label in labels])
+    rows = np.array([known[label] for label in labels[keep]], dtype=int)
+    return condition_attributes(report.conditions, rows,
+                                trials.iloc[np.asarray(order)[keep]].reset_index(drop=True))
+
+
 def _check_arguments(args: argparse.Namespace) -> str:
     """Refuse bad arguments before anything is read; return the output directory."""
-    if args.fixed_point_conditions < 0:
-        raise UserError(f"--fixed-point-conditions must be 0 or more, got "
-                        f"{args.fixed_point_conditions}")
+    _fixed_point_conditions(args)
     if not os.path.exists(args.file):
         raise UserError(f"no such file: {args.file}; give an NWB file written by nwb-jedi fit")
     out = args.out or os.path.splitext(args.file)[0] + "_analysis"
@@ -86,24 +139,33 @@ def _check_arguments(args: argparse.Namespace) -> str:
     return out
 
 
-def write_figures(report, out: str) -> list[str]:
+def write_figures(report, out: str, conditions=None) -> list[str]:
     """Draw the report's figures into directory `out` and return the names of the `FIGURES`
     now there, in order. The fixed-point figure is drawn only when fixed points were searched,
-    the training curves only when the model recorded them."""
+    the training curves only when the model recorded them. `conditions` (default the
+    report's) may add columns that label the embeddings (`condition_attributes`)."""
     from nwb_jedi.analysis import plots
+    from nwb_jedi.analysis.embedding import embedding_labels
 
     def path(name: str) -> str:
         return os.path.join(out, name)
 
-    plots.plot_embeddings(report.embeddings, path("embeddings.png"),
-                          conditions=report.conditions)
-    plots.plot_eigenvalues(report.j_spectra, path("eigenvalues.png"),
-                           conditions=report.labels[:plots.MAX_SPECTRUM_PANELS])
+    table = report.conditions if conditions is None else conditions
+    color_by, annotate_by = embedding_labels(table)
+    plots.plot_embeddings(report.embeddings, path("embeddings.png"), conditions=table,
+                          color_by=color_by, annotate_by=annotate_by)
+    shown = report.labels[:plots.MAX_SPECTRUM_PANELS]
+    plots.plot_eigenvalues(report.j_spectra, path("eigenvalues.png"), conditions=shown,
+                           matrix="J")
     plots.plot_eigenvalues(report.jacobian_spectra, path("jacobian_spectra.png"),
-                           title="Jacobian eigenvalues along the trajectory")
+                           conditions=shown, matrix="jacobian")
     if report.fixed_points:
-        plots.plot_fixed_points(report.trajectories, report.fixed_points,
-                                path("fixed_points.png"))
+        n = len(report.fixed_points)
+        plots.plot_fixed_points(
+            report.trajectories, report.fixed_points, path("fixed_points.png"),
+            title=f"Noiseless trajectories (■ start) and fixed points of {n} of "
+                  f"{len(report.labels)} conditions ({report.fixed_point_choice})\n● stable, "
+                  f"× saddle, ○ unstable (eigenvalues of DF inside / across / outside |λ| = 1)")
     plots.plot_psth(report.rates, report.scored, path("psth.png"))
     if report.has_history:
         plots.plot_training(report.history, path("training.png"))

@@ -8,14 +8,18 @@ import sys
 import time
 
 from nwb_jedi.commands._options import (
-    add_mapper_options,
     add_model_options,
+    add_output_options,
     add_quiet_option,
-    add_source_options,
+    apply_threads,
+    check_output_source,
+    data_options,
+    describe_settings,
     make_friendly,
-    mapper_kwargs,
+    mapper_settings,
     model_kwargs,
     preset_asset,
+    print_warning,
     progress_enabled,
 )
 from nwb_jedi.errors import UserError
@@ -25,8 +29,15 @@ EXAMPLES = """examples:
   nwb-jedi fit DANDI:000128/0.220113.0400 --preset mc_maze --plots figures
                                                  # the preset picks the *_desc-train_* file
   nwb-jedi fit session.nwb --condition-by trial_type --align go_cue_time --window -0.2,0.5
+  nwb-jedi fit session.nwb --intervals epochs --condition-by tags --align start_time \\
+      --window 0,1                               # a file whose trials are in another table
+  nwb-jedi fit session.nwb --preset mc_maze --append --out session_with_jedi.nwb
   nwb-jedi fit session.nwb --preset mc_maze --checkpoint ckpt   # later: add --resume
   torchrun --nproc-per-node 4 -m nwb_jedi fit session.nwb --preset mc_maze
+
+The summary compares the held-out bits/spike with the smoothed PSTH of the training trials
+and warns when the fit is no better than each neuron's mean rate or clearly worse than that
+PSTH, with the likely cause and what to try.
 """
 
 
@@ -35,7 +46,7 @@ HELP = "fit one JEDI model across all conditions and write it to NWB"
 
 def register(subparsers) -> None:
     parser = make_friendly(subparsers.add_parser(
-        "fit", help=HELP,
+        "fit", help=HELP, parents=[data_options()],
         description="Fit one JEDI model across all conditions of a session and write the "
                     "fitted model and its results into an NWB file. With no SOURCE, fits the "
                     "embedded monkey PMd reaching data (Yu et al. 2009).",
@@ -43,23 +54,21 @@ def register(subparsers) -> None:
     parser.add_argument("source", nargs="?", metavar="SOURCE",
                         help="local .nwb file, DANDI:ID/VERSION[/PATH], dandiarchive.org URL, "
                              "dandi:// URL or a dandiset ID (default: embedded data)")
-    add_source_options(parser)
-    add_mapper_options(parser)
     from nwb_jedi.model.jedi import JEDI
 
     add_model_options(parser, JEDI)
     resume = parser.add_argument_group("checkpoints")
     resume.add_argument("--checkpoint", metavar="DIR",
-                        help="save a resumable checkpoint to DIR every --checkpoint-every epochs")
+                        help="save a resumable checkpoint to DIR every --checkpoint-every "
+                             "epochs (default: none)")
     resume.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
                         help="epochs between checkpoints (default 10)")
     resume.add_argument("--resume", action="store_true",
-                        help="continue from the checkpoint in --checkpoint DIR")
-    out = parser.add_argument_group("output")
-    out.add_argument("--out", default="jedi_fit.nwb", metavar="FILE",
-                     help="output NWB file (default jedi_fit.nwb)")
-    out.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    out.add_argument("--plots", metavar="DIR", help="also write figures (PNG) to DIR")
+                        help="continue from the checkpoint in --checkpoint DIR (default: a "
+                             "new fit)")
+    out = add_output_options(parser, "jedi_fit.nwb")
+    out.add_argument("--plots", metavar="DIR",
+                     help="also write figures (PNG) to DIR (default: none)")
     add_quiet_option(out)
     parser.set_defaults(func=run)
 
@@ -67,20 +76,56 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # Before torch/tqdm are imported: tqdm reads its environment defaults at import.
     progress = progress_enabled(args.quiet)
-    from nwb_jedi import datasets
-    from nwb_jedi.data.conditions import ConditionMapper
-    from nwb_jedi.data.presets import preset
-    from nwb_jedi.io.read import read_session
     from nwb_jedi.io.write import write_results
     from nwb_jedi.model.distributed import init_from_env, is_main_process
     from nwb_jedi.model.jedi import JEDI
-    from nwb_jedi.model.results import compute_results
+    from nwb_jedi.model.quality import population_warning
 
+    _check_arguments(args)
+    model = JEDI(**model_kwargs(args), progress=progress)
+    model._check_params()  # bad hyperparameters fail here, before any data is read
+    model._resolve_device()  # as does an unusable --device
+    apply_threads(args)
+    # Under torchrun every rank runs this command; rank 0 alone writes files and prints.
+    init_from_env("cuda" if str(model.device).startswith("cuda") else "cpu")
+    main = is_main_process()
+    source = _source(args)
+    in_place = check_output_source(args.out, source, append=args.append,
+                                   embedded=args.source is None)
+    if os.path.exists(args.out) and not args.overwrite and not in_place:
+        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
+                        f"another --out")
+    quiet = args.quiet or not main
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
+    start = time.perf_counter()
+    session, ds = _read_data(args, source, say, progress=progress and main, quiet=quiet,
+                             seed=model.seed)
+    small = population_warning(ds.n_units, model.rank)
+    if small and main and model.rank <= ds.n_units:  # (a larger rank is an error of the fit)
+        print_warning(small)  # before the fit: the user may stop it
+
+    model.progress = progress and main
+    model.fit(ds.train, ds.val, checkpoint_dir=args.checkpoint,
+              checkpoint_every=args.checkpoint_every, resume=args.resume)
+    if not main:
+        return 0
+    if args.resume and model.resumed_from_epoch_ == 0:
+        say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
+    results = _results(model, ds)
+    write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
+                  results=results, append=args.append)
+    if args.plots:
+        _write_plots(model, ds, results, args.plots)
+    _print_summary(model, ds, results, args.out, time.perf_counter() - start)
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Checks that cost nothing, before reading data or fitting."""
     if args.resume and not args.checkpoint:
         raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
     if args.plots and os.path.exists(args.plots) and not os.path.isdir(args.plots):
         raise UserError(f"--plots {args.plots} is a file; give a directory for the figures")
-    # Checks that cost nothing come before reading data or fitting.
     if os.path.isdir(args.out):
         raise UserError(f"--out {args.out} is a directory; give a file name such as "
                         f"{os.path.join(args.out, 'jedi_fit.nwb')}")
@@ -90,61 +135,71 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1:
         raise UserError(f"--checkpoint-every must be a positive integer, got "
                         f"{args.checkpoint_every}")
-    model = JEDI(**model_kwargs(args), progress=progress)
-    model._check_params()  # bad hyperparameters fail here, before any data is read
-    model._resolve_device()  # as does an unusable --device
-    # Under torchrun every rank runs this command; rank 0 alone writes files and prints.
-    init_from_env("cuda" if str(model.device).startswith("cuda") else "cpu")
-    main = is_main_process()
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
-                        f"another --out")
-    quiet = args.quiet or not main
-    progress = progress and main
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-    start = time.perf_counter()
 
-    source = args.source
-    default = None
-    if source is None:
-        source = datasets.reaching_path()
-        default = preset("yu2009")
+
+def _source(args: argparse.Namespace) -> str:
+    from nwb_jedi import datasets
+
+    return args.source if args.source is not None else datasets.reaching_path()
+
+
+def _read_data(args: argparse.Namespace, source: str, say, *, progress: bool, quiet: bool,
+               seed: int):
+    """The session and its TrialDataset, saying which settings built it."""
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.data.presets import preset
+    from nwb_jedi.io.read import read_session
+
+    layers = []
+    if args.source is None:
+        layers = [("the embedded data's preset yu2009", preset("yu2009"))]
         say("no SOURCE given: fitting the embedded monkey PMd reaching data (Yu et al. 2009)")
-    asset = args.asset or preset_asset(args.preset, source)
+    settings, origins = mapper_settings(args, layers)
+    asset = args.asset or preset_asset(args.preset, args.source)
     if asset and not args.asset:
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
-    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress)
-    mapper = ConditionMapper(**mapper_kwargs(args, default), seed=model.seed,
-                             verbose=not quiet)
-    ds = mapper.build(session)
+    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress,
+                           intervals=args.intervals)
+    if args.intervals:
+        say(f"trials: the interval table {args.intervals!r} (--intervals)")
+    say(describe_settings(settings, origins))
+    ds = ConditionMapper(**settings, seed=seed, verbose=not quiet).build(session)
     say(f"data: {ds}")
+    return session, ds
 
-    model.progress = progress
-    model.fit(ds.train, ds.val, checkpoint_dir=args.checkpoint,
-              checkpoint_every=args.checkpoint_every, resume=args.resume)
-    if not main:
-        return 0
-    if args.resume and model.resumed_from_epoch_ == 0:
-        say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
-    # One prediction of every trial gives the stored rates and the scores of both splits.
-    results = compute_results(model, ds, splits=("test", "train"))
-    write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
-                  results=results)
-    if args.plots:
-        _write_plots(model, ds, results, args.plots)
 
+def _results(model, ds):
+    """The results of every trial (one prediction), their quality warnings kept to print."""
+    import warnings
+
+    from nwb_jedi.errors import FitQualityWarning
+    from nwb_jedi.model.results import compute_results
+
+    with warnings.catch_warnings():
+        # The summary prints them, after the scores they are about.
+        warnings.simplefilter("ignore", FitQualityWarning)
+        return compute_results(model, ds, splits=("test", "train"))
+
+
+def _print_summary(model, ds, results, out: str, seconds: float) -> None:
+    from nwb_jedi.model.quality import BASELINE, population_warning
+
+    said = population_warning(ds.n_units, model.rank)  # printed before the fit
     test = results.metrics["test"]
     resumed = (f", resumed at epoch {model.resumed_from_epoch_}"
                if model.resumed_from_epoch_ else "")
     print(f"fitted JEDI on {ds.n_trials} trials, {ds.n_conditions} conditions, "
-          f"{ds.n_units} neurons in {model.n_epochs_} epochs{resumed} "
-          f"({time.perf_counter() - start:.0f} s)")
+          f"{ds.n_units} neurons in {model.n_epochs_} epochs{resumed} ({seconds:.0f} s)")
     print(f"conditions: {_short_list(list(ds.conditions['label']))}")
-    print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}, "
+    baseline = (f" (smoothed PSTH of the training trials: {test[BASELINE]:.3f})"
+                if BASELINE in test else "")
+    print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}{baseline}, "
           f"PSTH R² {test['psth_r2']:.3f}, single-trial R² {test['r2']:.3f}")
-    print(f"wrote {os.path.abspath(args.out)}")
-    return 0
+    print(f"wrote {os.path.abspath(out)}")
+    for line in results.warnings:
+        if line != said:
+            print_warning(line)
 
 
 def _short_list(names: list[str], limit: int = 8) -> str:

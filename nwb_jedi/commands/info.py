@@ -25,8 +25,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "info", help=HELP,
         description="Show the subject, session, units, the trials table's columns (which look "
-                    "like conditions, which like event times) and the behavior series of an "
-                    "NWB file, local or on DANDI.",
+                    "like conditions, which like event times), the other interval tables "
+                    "(epochs, any TimeIntervals: `nwb-jedi fit --intervals NAME` uses one as "
+                    "the trials) and the behavior series of an NWB file, local or on DANDI.",
         epilog="examples:\n  nwb-jedi info session.nwb\n"
                "  nwb-jedi info DANDI:000128/0.220113.0400 --asset "
                "sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb",
@@ -44,9 +45,16 @@ def run(args: argparse.Namespace) -> int:
     info = describe_source(args.source, asset=args.asset, cache_dir=args.cache_dir)
     print(format_info(info))
     if info["trials"] is None or len(info["trials"]) == 0:
-        print(f"nwb-jedi: error: {args.source} has no trials table (intervals/trials), so its "
-              f"trials cannot be mapped to conditions; use a file with a trials table",
-              file=sys.stderr)
+        others = [t["name"] for t in info.get("intervals", []) if t["n_rows"]]
+        if others:
+            # Not a dead end: another interval table can serve as the trials.
+            print(f"no trials table: fit one of the other interval tables as the trials, e.g. "
+                  f"`nwb-jedi fit {args.source} --intervals {others[0]} --condition-by COLS "
+                  f"--align start_time --window START,STOP`")
+            return 0
+        print(f"nwb-jedi: error: {args.source} has no trials table (intervals/trials) and no "
+              f"other interval table, so its trials cannot be mapped to conditions; use a file "
+              f"with a trials table", file=sys.stderr)
         return 2
     return 0
 
@@ -87,6 +95,7 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(_row("trials", "none (no intervals/trials table)"))
     else:
         lines.extend(_trials_lines(trials))
+    lines.extend(_interval_lines(info.get("intervals") or []))
     if info["behavior"]:
         lines.append(_row("behavior", f"{len(info['behavior'])} series"))
         for b in info["behavior"]:
@@ -96,6 +105,20 @@ def format_info(info: dict[str, Any]) -> str:
     else:
         lines.append(_row("behavior", "none under /processing"))
     return "\n".join(lines)
+
+
+def _interval_lines(tables: list[dict[str, Any]]) -> list[str]:
+    """The interval tables other than the trials (epochs, any TimeIntervals), which
+    `nwb-jedi fit --intervals NAME` reads as the trials."""
+    if not tables:
+        return []
+    lines = [_row("intervals", f"{len(tables)} other table(s); use one as the trials with "
+                               f"--intervals NAME")]
+    for table in tables:
+        columns = ", ".join(table["columns"])
+        lines.append(f"  {table['name']:<22} {table['n_rows']:>6} rows  "
+                     f"{columns if len(columns) <= 60 else columns[:57] + '...'}")
+    return lines
 
 
 def _row(label: str, text: Any) -> str:

@@ -3,30 +3,57 @@
 The network (hypernetwork and readout) stays frozen; only the condition embeddings of the new
 session are inferred, on its training trials (validation trials for early stopping). The
 model is scored on the held-out trials and everything is written to a derived NWB file.
+
+Before anything slow (loading torch, reading spikes, inferring), the command checks that the
+SOURCE's units are the model's neurons (`nwb_jedi.data.units.match_units`: ids, subject,
+session and where each unit was recorded) and says where each mapper setting comes from (the
+model's stored settings, a preset or a flag).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
 import numpy as np
 
-from nwb_jedi.commands._options import add_mapper_options, add_source_options, mapper_kwargs
+from nwb_jedi.commands._options import (
+    add_output_options,
+    add_quiet_option,
+    apply_threads,
+    check_output_source,
+    check_threads,
+    data_options,
+    describe_settings,
+    explain_setting_error,
+    mapper_settings,
+    print_warning,
+    progress_enabled,
+)
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
   nwb-jedi predict jedi_fit.nwb other_session.nwb --out other_jedi.nwb
-  nwb-jedi predict jedi_fit.nwb DANDI:000128/0.220113.0400 --window=-0.2,0.5 --out out.nwb
+  nwb-jedi predict jedi_fit.nwb DANDI:000128/0.220113.0400 --window -0.2,0.5 --out out.nwb
+  nwb-jedi predict jedi_fit.nwb other_session.nwb --trial-filter '' --out out.nwb
+                                      # clear the trial filter stored with the model
+
+The mapper settings are the model's (printed with where each came from); flags override
+them and an empty value clears one. The SOURCE's units must be the model's: the same ids,
+and, for another session, the same subject and recording sites (location, electrode group);
+when nothing but bare ids match, pass --force to apply the model anyway.
 """
 
 HELP = "apply a shared JEDI model to another session"
 
+MODEL = "the model"  # origin of the settings stored with the model
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "predict", help=HELP,
+        "predict", help=HELP, parents=[data_options()],
         description="Apply a JEDI model stored in an NWB file to another session with the "
                     "same neurons: build its trials with the model's mapper settings (flags "
                     "override them), infer condition embeddings with the network frozen, "
@@ -35,48 +62,127 @@ def register(subparsers) -> None:
     parser.add_argument("file", metavar="FILE", help="NWB file holding the model")
     parser.add_argument("source", metavar="SOURCE",
                         help="local .nwb file, DANDI:ID/VERSION[/PATH] or dandiarchive.org URL")
-    add_source_options(parser)
-    add_mapper_options(parser)
     parser.add_argument("--module-name", metavar="NAME",
-                        help="processing module holding the model (when there are several)")
+                        help="processing module holding the model (default: the only one)")
     parser.add_argument("--epochs", type=int, metavar="N",
                         help="budget for inferring embeddings (default: the model's)")
-    parser.add_argument("--out", required=True, metavar="OUT", help="output NWB file")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--force", action="store_true",
+                        help="apply the model even when the SOURCE's units match its neurons "
+                             "by bare ids only (another subject or session, no matching "
+                             "recording sites) (default: refuse)")
+    out = add_output_options(parser, None)
+    add_quiet_option(out)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    progress = progress_enabled(args.quiet)
     from nwb_jedi.data.conditions import ConditionMapper
     from nwb_jedi.data.provenance import Provenance
-    from nwb_jedi.io.load import load_model, read_summary
-    from nwb_jedi.io.read import read_session
-    from nwb_jedi.io.write import write_results
+    from nwb_jedi.io.load import read_summary
 
-    if os.path.exists(args.out) and not args.overwrite:
+    in_place = check_output_source(args.out, args.source, append=args.append)
+    if os.path.exists(args.out) and not args.overwrite and not in_place:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
                         f"another --out")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be a positive integer, got {args.epochs}")
+    check_threads(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    model = load_model(args.file, args.module_name)
+    # Cheap first (h5py, metadata only): the stored settings, then the units.
     summary = read_summary(args.file, args.module_name)
-    # The fitted mapper exactly as stored with the model (ConditionMapper.to_settings form),
-    # with the flags the user gave on top; from_settings refuses malformed stored settings.
-    stored = Provenance.from_dict(summary.get("dataset_metadata", {})).mapper or {}
-    default = {"bin_size": model.bin_size_, **stored}
-    mapper = ConditionMapper.from_settings(mapper_kwargs(args, default), verbose=not args.quiet)
+    provenance = Provenance.from_dict(summary.get("dataset_metadata", {}))
+    stored = {"bin_size": summary["config"].get("bin_size"), **(provenance.mapper or {})}
+    settings, origins = mapper_settings(args, [(MODEL, stored)])
+    try:
+        # from_settings refuses malformed stored settings, and callables not given again.
+        mapper = ConditionMapper.from_settings(settings, verbose=not args.quiet)
+    except UserError as err:
+        raise explain_setting_error(err, origins, MODEL) from None
+    say(describe_settings(settings, origins))
+    intervals = args.intervals or provenance.source.get("trials_table")
+    if intervals and not args.intervals:
+        say(f"trials: the interval table {intervals!r} ({MODEL}; override with --intervals)")
+    check_source_units(args, summary, provenance, say)
+
+    apply_threads(args)
+    ds, session, fitted = _infer(args, mapper, origins, intervals, summary, progress, say)
+    results, scored, held = _score(args, summary, session, ds, fitted, say)
+    path = _write(args, fitted, ds, session, results)
+    for line in results.warnings:
+        print_warning(line)
+    if scored is not None and not scored.any():
+        print_warning(f"no {held} trial was left to score; nothing here says how well the "
+                      f"model fits these data")
+    print(path)
+    return 0
+
+
+def check_source_units(args: argparse.Namespace, summary: dict, provenance, say) -> None:
+    """Refuse, warn or note how the SOURCE's units match the model's, before anything slow."""
+    from nwb_jedi.data.units import match_units
+    from nwb_jedi.io.read import describe_source
+
+    described = describe_source(args.source, asset=args.asset, cache_dir=args.cache_dir)
+    identity = provenance.extras.get("units")
+    match = match_units(summary["config"].get("unit_id", []),
+                        identity if isinstance(identity, dict) else None,
+                        provenance.session or summary.get("session"),
+                        described["units"]["id"].to_numpy(), described["units"],
+                        described["metadata"], where=args.source)
+    if match.refused and not args.force:
+        raise UserError(f"{match.message}; pass --force to apply the model anyway")
+    if match.refused or match.level == "warning":
+        print_warning(match.message + (" (applied anyway: --force)" if match.refused else ""))
+    elif match.message:
+        say(match.message)
+
+
+def _infer(args, mapper, origins, intervals, summary, progress, say):
+    """Read the SOURCE, build its trials with the model's mapper, infer its embeddings."""
+    from nwb_jedi.io.load import load_model
+    from nwb_jedi.io.read import read_session
+
+    model = load_model(args.file, args.module_name)
     session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir,
-                           progress=not args.quiet)
-    ds = mapper.build(session)
+                           progress=progress, intervals=intervals)
+    try:
+        ds = mapper.build(session)
+    except UserError as err:
+        raise explain_setting_error(err, origins, MODEL) from None
     check_units(model.unit_id_, ds.unit_id, args.source)
-    model.progress = not args.quiet
+    # Recorded with the data, so a file written here says its network was fitted elsewhere
+    # (and its quality is judged as a transfer).
+    ds.provenance = ds.provenance.with_extras(applied_model={
+        "file": os.path.abspath(args.file), "module": summary["module"],
+        "session_id": (summary.get("session") or {}).get("session_id")})
+    model.progress = progress
     say(f"inferring {ds.n_conditions} condition embeddings from {int(np.sum(ds.split == 'train'))}"
         f" training trials (network frozen)")
     fitted = model.infer_embeddings(ds.train, val=ds.val if np.any(ds.split == "val") else None,
                                     max_epochs=args.epochs)
-    path = write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite)
+    return ds, session, fitted
+
+
+def _score(args, summary, session, ds, fitted, say):
+    """Results of every trial; the held-out split scored without the trials the network saw.
+
+    Returns (results, the scored mask or None without held-out trials, the split's name).
+    """
+    import warnings
+
+    from nwb_jedi.errors import FitQualityWarning
+    from nwb_jedi.metrics import score_rates
+    from nwb_jedi.model.quality import psth_baseline_comparison
+    from nwb_jedi.model.results import compute_results, quality_warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitQualityWarning)  # judged below, on honest scores
+        results = compute_results(fitted, ds)
     held = "test" if np.any(ds.split == "test") else "val"
     scored = ds.split == held
+    if not scored.any():
+        return results, None, held
     seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds)
     if (scored & seen).any():
         # The same session as the model's fit: trials the network was trained on would
@@ -85,12 +191,25 @@ def run(args: argparse.Namespace) -> int:
             f"{int(scored.sum())} {held} trials were used to train the network and are not "
             f"scored")
         scored &= ~seen
+    metrics = {split: dict(values) for split, values in results.metrics.items()}
     if scored.any():
-        scores = fitted.evaluate(ds.subset(scored))
-        say(f"held-out ({held}) trials: bits/spike {scores['bits_per_spike']:.3f}, "
-            f"PSTH R² {scores['psth_r2']:.3f}")
-    print(path)
-    return 0
+        metrics[held] = {**score_rates(results.rates[scored], ds.subset(scored)),
+                         **psth_baseline_comparison(results.rates, ds, scored)}
+        s = metrics[held]
+        say(f"held-out ({held}) trials: bits/spike {s['bits_per_spike']:.3f}, PSTH R² "
+            f"{s['psth_r2']:.3f}")
+    else:
+        metrics.pop(held, None)
+    results = dataclasses.replace(results, metrics=metrics,
+                                  warnings=quality_warnings(fitted, ds, metrics))
+    return results, scored, held
+
+
+def _write(args, fitted, ds, session, results) -> str:
+    from nwb_jedi.io.write import write_results
+
+    return write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite,
+                  results=results, append=args.append)
 
 
 def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarray:

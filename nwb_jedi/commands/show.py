@@ -91,4 +91,26 @@ def format_summary(info: dict, max_rows: int = 20) -> str:
         lines.extend("  " + row for row in table.splitlines())
     else:
         lines.append("  none stored")
+    lines.extend(f"warning: {line}" for line in stored_warnings(info))
     return "\n".join(lines)
+
+
+def stored_warnings(info: dict) -> list[str]:
+    """What `nwb_jedi.model.quality` says about a stored model, from its stored metrics and
+    config (the lines `fit`, `predict` and `compute_results` gave when it was written)."""
+    from nwb_jedi.model.quality import fit_quality_warning, population_warning
+
+    config = info["config"]
+    metrics: dict[str, dict[str, float]] = {}
+    table = info["metrics"]
+    if len(table):
+        for row in table.itertuples(index=False):
+            metrics.setdefault(str(row.split), {})[str(row.metric)] = row.value
+    params = config.get("params") or {}
+    history = config.get("history")
+    found = [population_warning(int(config.get("n_units") or 0), params.get("rank"))
+             if config.get("n_units") and "rank" in params else None,
+             fit_quality_warning(metrics, history=history if isinstance(history, dict) else None,
+                                 max_epochs=params.get("max_epochs"),
+                                 transfer="applied_model" in info.get("dataset_metadata", {}))]
+    return [line for line in found if line]

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from nwb_jedi.commands._options import add_quiet_option, make_friendly
+from nwb_jedi.commands._options import add_quiet_option, make_friendly, progress_enabled
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -25,11 +25,18 @@ def register(subparsers) -> None:
         "simulate", help=HELP,
         description="Train (or load from the cache) a teacher RNN on cognitive tasks, record "
                     "Poisson spikes of its units across every task condition, and write them "
-                    "as an NWB file in the NLB MC_Maze layout: trial_type = task, "
-                    "trial_version = condition within the task, move_onset_time = trial start "
-                    "+ 0.25 s. `nwb-jedi fit FILE --preset mc_maze` then fits it like a "
-                    "recording. Teachers are cached ($NWB_JEDI_CACHE), so only the first run "
-                    "of a task set trains one.",
+                    "as an NWB file in the NLB MC_Maze layout. Teachers are cached "
+                    "($NWB_JEDI_CACHE), so only the first run of a task set trains one (a "
+                    "one-line progress bar shows it). "
+                    "Why `nwb-jedi fit FILE --preset mc_maze` fits the file like a recording: "
+                    "the file is written in the layout that preset reads. The preset's "
+                    "condition columns hold the task (trial_type) and the condition within it "
+                    "(trial_version; its value, e.g. the sine frequency, is in "
+                    "condition_value); its alignment event, move_onset_time, sits 0.25 s after "
+                    "each trial's start, where the preset's window begins (-0.25 s); every "
+                    "trial passes its filter (success == True); and no unit is heldout. The "
+                    "preset's window is 0.7 s long: add the --window the command prints to "
+                    "fit whole trials.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--tasks", default="sine,memorypro", metavar="NAMES",
                         help="comma-separated tasks: sine, memorypro, dm (default sine,memorypro)")
@@ -55,6 +62,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    progress = progress_enabled(args.quiet)  # before torch imports tqdm
     from nwb_jedi.io.simulated import LEAD_S, write_synthetic_mc_maze
     from nwb_jedi.synthetic import TASKS, get_teacher, make_dataset
 
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         f"(first run of these settings only)")
     teacher = get_teacher(tasks, n_units=args.units, seed=args.teacher_seed,
                           cache_dir=args.cache_dir, max_iters=args.teacher_iters,
-                          verbose=not args.quiet)
+                          verbose=progress)
     ds = make_dataset(tasks, trials_per_condition=args.trials_per_condition,
                       bin_size=args.bin_ms / 1000.0, seed=args.seed,
                       teacher_seed=args.teacher_seed, teacher=teacher)

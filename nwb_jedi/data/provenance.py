@@ -15,8 +15,11 @@ load and the writers store it unchanged (as the ``dataset_metadata`` JSON of a f
 ``report``
     The mapper's drop report (`MapperReport`).
 any other key
-    An extra, e.g. the ``phases`` of ``analysis.phases.split_phases`` or the seeds of a
-    synthetic dataset.
+    An extra, e.g. the ``phases`` of ``analysis.phases.split_phases``, the seeds of a
+    synthetic dataset, or ``applied_model`` (the file, module and session of a model applied
+    to these data with its network frozen, as ``nwb-jedi predict`` records; its quality is
+    then judged as a transfer, `nwb_jedi.model.quality`). Files also store ``units`` next to
+    these keys: where each unit was recorded (`nwb_jedi.data.units.unit_identity`).
 
 `Provenance.from_dict` reads that form back and refuses malformed input with one clear
 sentence, because it is read from files that anyone may have written.

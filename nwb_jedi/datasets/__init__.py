@@ -32,6 +32,17 @@ def reaching_path() -> str:
     return str(path)
 
 
+def embedded() -> list[dict[str, str]]:
+    """The datasets shipped inside the package: ``name``, ``path``, ``description``,
+    ``preset`` (the mapper preset that fits them) and ``licence``."""
+    return [{"name": "yu2009", "path": reaching_path(),
+             "description": "monkey dorsal premotor cortex (PMd), 61 units, delayed "
+                            "center-out reaching to 7 targets (Yu et al. 2009, as distributed "
+                            "with DataHigh, Cowley et al. 2013)",
+             "preset": "yu2009",
+             "licence": f"GPL-3.0 repository content; see {DATA_DIR / 'SOURCE.txt'}"}]
+
+
 def reaching_source() -> str:
     """The source and licence text of the embedded reaching data."""
     return (DATA_DIR / "SOURCE.txt").read_text()
@@ -55,4 +66,4 @@ def load_reaching(bin_size: float = 0.02, **kwargs) -> TrialDataset:
     return reaching_mapper(bin_size=bin_size, **kwargs).build(read_session(reaching_path()))
 
 
-__all__ = ["reaching_path", "reaching_source", "reaching_mapper", "load_reaching"]
+__all__ = ["embedded", "reaching_path", "reaching_source", "reaching_mapper", "load_reaching"]

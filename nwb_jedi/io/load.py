@@ -261,13 +261,30 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> Tri
                                   "condition")
         split = _read_text(_dataset(trials, "split", trials.name), "split")
         align = _read_numeric(_dataset(trials, "align_time", trials.name), "f", "align_time")
+    units = _units_table(metadata.pop("units", None), len(unit_ids))
     try:
         return TrialDataset(counts=counts, condition=condition, conditions=conditions,
                             trial_id=trial_id, unit_id=unit_ids, time=time, align_time=align,
-                            bin_size=float(bin_size), split=split, metadata=metadata)
+                            bin_size=float(bin_size), split=split, metadata=metadata,
+                            units=units)
     except ValueError as err:
         raise ModelFileError(f"the modelled data in {path} are inconsistent ({err}); the file "
                              f"is damaged") from None
+
+
+def _units_table(identity: Any, n_units: int) -> pd.DataFrame | None:
+    """The units' recording metadata stored with the data (``units`` of dataset_metadata:
+    column -> one string per unit), or None when absent or not of that form."""
+    if not isinstance(identity, dict) or not identity:
+        return None
+    columns = {}
+    for name, values in identity.items():
+        if not isinstance(values, list) or len(values) != n_units or not all(
+                isinstance(v, str) for v in values):
+            raise ModelFileError(f"the stored units metadata ({name!r}) is not one string per "
+                                 f"unit; the file is damaged")
+        columns[str(name)] = values
+    return pd.DataFrame(columns)
 
 
 def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFrame:

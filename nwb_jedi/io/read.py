@@ -36,7 +36,8 @@ _NOT_BEHAVIOR_MODULES = {"ecephys", "ophys", "icephys"}
 # ---------------------------------------------------------------------------------- public API
 def read_session(source: str | os.PathLike, asset: str | None = None,
                  cache_dir: str | os.PathLike | None = None,
-                 behavior: bool | list[str] = True, progress: bool = False) -> Session:
+                 behavior: bool | list[str] = True, progress: bool = False,
+                 intervals: str | None = None) -> Session:
     """Read units, trials and behavior of an NWB file into a `Session`.
 
     Parameters
@@ -52,6 +53,10 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
         with these names.
     progress : bool
         Show the bytes streamed from DANDI as a progress bar (stderr).
+    intervals : str, optional
+        Read this interval table of ``/intervals`` (a TimeIntervals table such as ``epochs``)
+        as the session's trials, for files without a trials table (default: the trials
+        table). The name is recorded as ``source["trials_table"]``.
 
     Returns
     -------
@@ -61,12 +66,13 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
     Raises
     ------
     SourceError
-        The source is not an NWB file, is truncated or damaged, or has no units table.
+        The source is not an NWB file, is truncated or damaged, has no units table, or has
+        no interval table named `intervals`.
     """
     with open_source(source, asset, cache_dir, progress=progress) as (h5, info):
         where = info.path or info.url or str(source)
         try:
-            return _read_open_file(h5, info.as_dict(), where, behavior)
+            return _read_open_file(h5, info.as_dict(), where, behavior, intervals)
         except SourceError:
             raise
         except Exception as err:
@@ -79,8 +85,10 @@ def describe_source(source: str | os.PathLike, asset: str | None = None,
     """A cheap summary of an NWB file for ``nwb-jedi info``: reads no spike times or behavior.
 
     Returns a dict with ``metadata``, ``source``, ``units`` (DataFrame of unit metadata),
-    ``n_spikes``, ``trials`` (DataFrame, or None when the file has no trials table) and
-    ``behavior`` (list of dicts: name, path, shape, unit, rate).
+    ``n_spikes``, ``trials`` (DataFrame, or None when the file has no trials table),
+    ``intervals`` (every interval table under ``/intervals`` other than the trials: list of
+    dicts name, n_rows, columns) and ``behavior`` (list of dicts: name, path, shape, unit,
+    rate).
     """
     with open_source(source, asset, cache_dir, progress=progress) as (h5, info):
         where = info.path or info.url or str(source)
@@ -99,7 +107,9 @@ def describe_source(source: str | os.PathLike, asset: str | None = None,
                                  "unit": _attr_str(data, "unit"),
                                  "rate": _series_rate(group)})
             return {"metadata": _read_metadata(h5), "source": info.as_dict(), "units": units,
-                    "n_spikes": n_spikes, "trials": trials, "behavior": behavior}
+                    "n_spikes": n_spikes, "trials": trials,
+                    "intervals": [t for t in interval_tables(h5) if t["name"] != "trials"],
+                    "behavior": behavior}
         except SourceError:
             raise
         except Exception as err:
@@ -119,8 +129,12 @@ def _unreadable(where: str, err: Exception) -> SourceError:
 
 
 # ---------------------------------------------------------------------------------- reading
-def _read_open_file(h5: h5py.File, source: dict, where: str, behavior) -> Session:
+def _read_open_file(h5: h5py.File, source: dict, where: str, behavior,
+                    intervals: str | None = None) -> Session:
     _check_nwb(h5, where)
+    trials = _read_trials(h5) if intervals is None else _read_intervals(h5, intervals, where)
+    if intervals is not None:
+        source = {**source, "trials_table": intervals}
     units_group = _find_units(h5, where)
     units, ragged = _read_units_table(h5, units_group, spikes=True)
     spike_times = ragged.pop("spike_times")
@@ -147,7 +161,7 @@ def _read_open_file(h5: h5py.File, source: dict, where: str, behavior) -> Sessio
         spike_times=spike_times,
         units=units,
         obs_intervals=obs,
-        trials=_read_trials(h5),
+        trials=trials,
         behavior=series,
         metadata=_read_metadata(h5),
         source=source,
@@ -238,6 +252,33 @@ def _electrode_columns(h5, group, n) -> dict[str, list]:
     return out
 
 
+def interval_tables(h5: h5py.File) -> list[dict[str, Any]]:
+    """Every table under ``/intervals`` (trials, epochs, invalid_times, any TimeIntervals):
+    ``name``, ``n_rows`` and ``columns``, in the file's order."""
+    group = h5.get("intervals")
+    if not isinstance(group, h5py.Group):
+        return []
+    tables = []
+    for name, table in group.items():
+        if isinstance(table, h5py.Group) and isinstance(table.get("id"), h5py.Dataset):
+            columns = _colnames(table) or [k for k in table if k != "id"
+                                           and not k.endswith("_index")]
+            tables.append({"name": name, "n_rows": int(table["id"].shape[0]),
+                           "columns": columns})
+    return tables
+
+
+def _read_intervals(h5: h5py.File, name: str, where: str) -> pd.DataFrame:
+    """The interval table `name` of ``/intervals``, read like the trials table."""
+    group = h5.get("intervals")
+    table = group.get(name) if isinstance(group, h5py.Group) else None
+    if not isinstance(table, h5py.Group) or "id" not in table:
+        names = [t["name"] for t in interval_tables(h5)]
+        raise SourceError(f"{where} has no interval table {name!r} under /intervals (it has: "
+                          f"{', '.join(names) or 'none'}); `nwb-jedi info` lists them")
+    return _read_table_group(table)
+
+
 def _read_trials(h5) -> pd.DataFrame:
     """The trials table, every column; empty DataFrame when the file has none."""
     group = None
@@ -247,6 +288,11 @@ def _read_trials(h5) -> pd.DataFrame:
         group = h5["trials"]
     if group is None or "id" not in group:
         return pd.DataFrame()
+    return _read_table_group(group)
+
+
+def _read_table_group(group: h5py.Group) -> pd.DataFrame:
+    """A DynamicTable as a DataFrame indexed by its ids (``id``), every column."""
     ids = np.asarray(group["id"][()])
     n = len(ids)
     columns: dict[str, Any] = {}

@@ -42,6 +42,7 @@ from nwb_jedi._files import atomic_output
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.data.session import Session
+from nwb_jedi.data.units import unit_identity
 from nwb_jedi.errors import UserError
 from nwb_jedi.io import ndx
 from nwb_jedi.io.load import _scalar_text
@@ -165,8 +166,9 @@ def _session_and_source(source, dataset: TrialDataset,
     """The session a derived file copies (or None), and the provenance of the modelled data."""
     session = _resolve_session(source)
     if session is not None and _same_file(session.source.get("path"), out_path):
-        raise UserError(f"{out_path} is the source file; write the derived file elsewhere "
-                        f"or use append=True to add the results to it")
+        raise UserError(f"{out_path} is the source file, which is never overwritten: write "
+                        f"the derived file elsewhere, or add the results to the source with "
+                        f"append=True (nwb-jedi fit/predict --append)")
     session_source = dict(session.source) if session is not None else \
         dict(dataset.provenance.source)
     if session is not None and session.metadata.get("identifier"):
@@ -368,9 +370,19 @@ def _binned_counts(ds: TrialDataset):
         counts=compressed(ds.counts.astype(np.float32)),
         bin_centers=ds.time.astype(np.float64),
         unit_ids=_id_data(ds.unit_id),
-        dataset_metadata=json.dumps(ds.provenance.to_dict(), default=_json_default,
-                                    allow_nan=False,
-                                    sort_keys=True))
+        dataset_metadata=json.dumps(_dataset_metadata(ds), default=_json_default,
+                                    allow_nan=False, sort_keys=True))
+
+
+def _dataset_metadata(ds: TrialDataset) -> dict[str, Any]:
+    """The dataset's provenance, plus where its units were recorded (``units``: the
+    `nwb_jedi.data.units.unit_identity` of ``ds.units``), which `nwb-jedi predict` compares
+    with the units of the data a model is applied to."""
+    metadata = ds.provenance.to_dict()
+    identity = unit_identity(ds.units)
+    if identity:
+        metadata["units"] = identity
+    return metadata
 
 
 def _rates_series(results: FitResults, ds: TrialDataset):

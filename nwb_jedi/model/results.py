@@ -9,6 +9,7 @@ estimator that provides ``get_state()``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,13 @@ from typing import Any
 import numpy as np
 
 from nwb_jedi.data.dataset import SPLIT_NAMES, TrialDataset
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import FitQualityWarning, UserError
 from nwb_jedi.metrics import score_rates
+from nwb_jedi.model.quality import (
+    fit_quality_warning,
+    population_warning,
+    psth_baseline_comparison,
+)
 
 __all__ = ["FitResults", "compute_results"]
 
@@ -44,6 +50,10 @@ class FitResults:
     eigenvalues : dict condition row -> complex ndarray
         Nonzero eigenvalues of each condition's connectivity J (decreasing modulus), for the
         dataset's condition rows the model knows; empty for models without a connectivity.
+    warnings : list of str
+        What `nwb_jedi.model.quality` found wrong (a fit no better than a trivial baseline, a
+        population model of a handful of neurons), one line each; `compute_results` also
+        raises each as a `FitQualityWarning`.
     """
 
     rates: np.ndarray
@@ -54,6 +64,7 @@ class FitResults:
     condition_embeddings: np.ndarray | None = None
     trial_embeddings: np.ndarray | None = None
     eigenvalues: dict[int, np.ndarray] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def check_matches(self, dataset: TrialDataset) -> None:
         """Raise UserError unless these results were computed for `dataset`'s trials."""
@@ -88,11 +99,19 @@ def compute_results(model, dataset: TrialDataset,
     splits : iterable of str, optional
         The splits to score when `metrics` is not given, in this order (default: every split
         of ``train``, ``val``, ``test`` that has trials). A split named here is scored even
-        if it has no trials.
+        if it has no trials. Held-out splits (``val``, ``test``) are also compared with the
+        smoothed PSTH of the training trials (`nwb_jedi.model.quality`).
 
     Returns
     -------
     FitResults
+
+    Warns
+    -----
+    FitQualityWarning
+        The held-out scores are no better than each neuron's mean rate, or clearly worse than
+        the PSTH baseline; or the model has a handful of neurons (one line each, also in
+        ``FitResults.warnings``).
 
     Raises
     ------
@@ -113,6 +132,8 @@ def compute_results(model, dataset: TrialDataset,
         for split in names:
             mask = dataset.split == split
             metrics[split] = score_rates(rates[mask], dataset.subset(mask))
+            if split != "train" and mask.any():
+                metrics[split].update(psth_baseline_comparison(rates, dataset, mask))
     config, tensors = model.get_state()
     rows = _model_rows(model, dataset)
     eigenvalues = {}
@@ -122,10 +143,42 @@ def compute_results(model, dataset: TrialDataset,
     # JEDI with per-trial offsets; getattr: other estimators have no such attribute.
     if len(getattr(model, "trial_offset_ids_", ())) > 0:
         trial_embeddings = np.asarray(model.embed_trials(dataset), dtype=np.float32)
-    return FitResults(rates=rates, metrics={s: dict(v) for s, v in metrics.items()},
-                      config=config, tensors=tensors, estimator=repr(model),
-                      condition_embeddings=_condition_embeddings(model, dataset, rows),
-                      trial_embeddings=trial_embeddings, eigenvalues=eigenvalues)
+    results = FitResults(rates=rates, metrics={s: dict(v) for s, v in metrics.items()},
+                         config=config, tensors=tensors, estimator=repr(model),
+                         condition_embeddings=_condition_embeddings(model, dataset, rows),
+                         trial_embeddings=trial_embeddings, eigenvalues=eigenvalues)
+    results.warnings = quality_warnings(model, dataset, results.metrics)
+    for line in results.warnings:
+        warnings.warn(line, FitQualityWarning, stacklevel=2)
+    return results
+
+
+def quality_warnings(model, dataset: TrialDataset,
+                     metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """What `nwb_jedi.model.quality` says about a fitted model's scores on `dataset`.
+
+    Parameters
+    ----------
+    model : fitted estimator
+    dataset : TrialDataset
+        The scored data; a dataset whose provenance says it was built for a model fitted
+        elsewhere (extra ``applied_model``, as ``nwb-jedi predict`` records) is judged as a
+        transfer.
+    metrics : dict split -> {metric: value}
+
+    Returns
+    -------
+    list of str
+        One line per problem (empty when none).
+    """
+    history = getattr(model, "history_", None)  # NotFittedError is an AttributeError
+    dynamics = callable(getattr(model, "eigenvalues", None))  # a network of the neurons
+    found = [population_warning(dataset.n_units, getattr(model, "rank", None)) if dynamics
+             else None,
+             fit_quality_warning(metrics, history=history if isinstance(history, Mapping)
+                                 else None, max_epochs=getattr(model, "max_epochs", None),
+                                 transfer="applied_model" in dataset.provenance.extras)]
+    return [line for line in found if line]
 
 
 def _model_rows(model, dataset: TrialDataset) -> dict[int, int]:

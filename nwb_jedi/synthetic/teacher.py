@@ -236,6 +236,8 @@ def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int 
         Noisy trials per condition in each training batch.
     seed : int
         Seeds χ, the initial weights and the training noise; same seed, same teacher.
+    verbose : bool
+        Show the training as a one-line progress bar (stderr) with the loss.
 
     Returns
     -------
@@ -290,6 +292,7 @@ def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int 
 
         batch_conds = conds * batch_repeats
         loss_value, it = float("inf"), 0
+        bar = _progress_bar(max_iters, loss_threshold) if verbose else None
         for it in range(1, max_iters + 1):
             u, y, m = mt.batch(batch_conds, dt, rng=rng, noise=train_noise)
             loss = loss_of(u, y, m)
@@ -298,10 +301,13 @@ def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int 
             torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
             opt.step()
             loss_value = float(loss.detach())
-            if verbose and it % 50 == 0:
-                print(f"teacher iter {it}: loss {loss_value:.4f}")
+            if bar is not None:
+                bar.update(it - bar.n)
+                bar.set_postfix_str(f"loss {loss_value:.4f}", refresh=False)
             if loss_value < loss_threshold:
                 break
+        if bar is not None:
+            bar.close()
 
         with torch.no_grad():
             u, y, m = mt.batch(conds, dt)
@@ -320,6 +326,15 @@ def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int 
                     "loss_threshold": float(loss_threshold),
                     "performance": {k: float(np.mean(v)) for k, v in perf.items()}}
     return teacher
+
+
+def _progress_bar(max_iters: int, loss_threshold: float):
+    """One line on stderr: iterations (at most `max_iters`; training stops earlier once the
+    loss is below `loss_threshold`) and the last batch's loss."""
+    from tqdm.auto import tqdm  # here, not at import: the CLI sets tqdm's defaults first
+
+    return tqdm(total=max_iters, desc=f"teacher RNN (stops at loss < {loss_threshold:g})",
+                unit="iter", dynamic_ncols=True)
 
 
 def _code_fingerprint() -> bytes:

@@ -128,3 +128,130 @@ def test_plots_take_results_not_models(small_jedi, oscillation_dataset):
     with pytest.raises(UserError, match="no trajectory"):
         plots.plot_fixed_points({"c0": model_trajectory(small_jedi, 0, 10)},
                                 {"c1": fixed_points(small_jedi, 1, n_initial=4, max_iters=10)})
+
+
+# ---------------------------------------------------------------------- what figures mean
+def _visible(fig):
+    return [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+
+
+def test_j_spectra_against_re_lambda_1_with_shared_scales(small_jedi, tmp_path):
+    spectra = condition_spectra(small_jedi)
+    fig = plots.plot_eigenvalues(spectra, tmp_path / "eig.png")
+    _check_png(tmp_path / "eig.png")
+    axes = _visible(fig)
+    assert "connectivity J" in fig._suptitle.get_text() and "Re λ = 1" in \
+        fig._suptitle.get_text()
+    assert {ax.get_xlim() for ax in axes} == {axes[0].get_xlim()}  # one scale for all
+    assert {ax.get_ylim() for ax in axes} == {axes[0].get_ylim()}
+    assert any(ax.get_xlabel() == "Re λ(J)" for ax in axes)
+    assert axes[0].get_ylabel() == "Im λ(J)"
+    # The boundary drawn is the vertical line Re λ = 1, not a circle.
+    for ax in axes:
+        xs = [tuple(np.unique(line.get_xdata())) for line in ax.get_lines()
+              if line.get_linestyle() == "--"]
+        assert (1.0,) in xs
+    low, high = axes[0].get_xlim()
+    values = np.concatenate(list(spectra.values()))
+    assert low < min(values.real.min(), 0) and high > max(values.real.max(), 1)
+
+
+def test_step_jacobian_spectra_against_the_unit_circle(small_jedi, tmp_path):
+    from nwb_jedi.analysis.spectra import jacobian_spectrum
+
+    spectra = {c: jacobian_spectrum(small_jedi, c, n_steps=20) for c in ("c0", "c1")}
+    fig = plots.plot_eigenvalues(spectra, tmp_path / "jac.png")
+    _check_png(tmp_path / "jac.png")
+    title = fig._suptitle.get_text()
+    assert "step's Jacobian DF" in title and "|λ| = 1" in title and "colour: time step" in title
+    axes = _visible(fig)
+    assert axes[0].get_xlabel() == "Re λ(DF)" and axes[0].get_ylabel() == "Im λ(DF)"
+    assert {ax.get_xlim() for ax in axes} == {axes[0].get_xlim()}
+    circle = [line for line in axes[0].get_lines() if len(line.get_xdata()) > 100]
+    assert circle and np.allclose(np.hypot(circle[0].get_xdata(), circle[0].get_ydata()), 1)
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert colorbars and "time step" in colorbars[0].get_ylabel()
+
+
+def test_psth_figure_names_the_event_the_trials_and_the_choice(tmp_path):
+    from nwb_jedi.data.dataset import TrialDataset
+    from nwb_jedi.data.provenance import Provenance
+
+    rng = np.random.default_rng(0)
+    condition = np.arange(140) % 7
+    rates = 10 + 8 * np.sin(np.arange(25)[None, :, None] / 4 + condition[:, None, None]
+                            + np.arange(12)[None, None, :])
+    ds = TrialDataset.from_arrays(rng.poisson(rates * 0.02), [f"r{c}" for c in condition],
+                                  0.02, provenance=Provenance(mapper={"align": "go_cue_time"}))
+    test = ds.test
+    fig = plots.plot_psth(rates[ds.split == "test"], test, tmp_path / "psth.png")
+    _check_png(tmp_path / "psth.png")
+    axes = _visible(fig)
+    assert len(axes) == plots.PSTH_NEURONS
+    assert all(ax.get_xlabel() == "time from go_cue_time (s)" for ax in axes)
+    assert all(len(ax.get_lines()) == 2 * plots.PSTH_CONDITIONS for ax in axes)  # was 14
+    title = fig._suptitle.get_text()
+    assert f"{test.n_trials} held-out (test) trials" in title
+    assert "4 of 7 conditions, spread evenly" in title
+    assert "the 6 neurons with the highest mean rate" in title
+    # Rendered, no x label runs into the title of the panel below it.
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ncols = 3
+    for upper, lower in zip(axes[:-ncols], axes[ncols:], strict=True):
+        label = upper.xaxis.label.get_window_extent(renderer)
+        title_box = lower.title.get_window_extent(renderer)
+        assert label.y0 > title_box.y1, (upper.get_title(), lower.get_title())
+
+
+def test_embeddings_of_two_conditions_are_one_dimensional(small_jedi, tmp_path):
+    points = np.asarray(small_jedi.embeddings_)[:2]
+    fig = plots.plot_embeddings(points, tmp_path / "two.png", conditions=["a", "b"])
+    _check_png(tmp_path / "two.png", min_bytes=4000)
+    ax = fig.axes[0]
+    assert list(ax.get_yticks()) == [] and "one direction they span" in ax.get_title()
+    assert ax.get_xlabel() == "PC 1 (100% of the variance across conditions)"
+    three = plots.plot_embeddings(small_jedi)
+    assert three.axes[0].get_ylabel().startswith("PC 2 (")
+
+
+def test_embedding_labels_show_values_and_the_legend_hides_no_point(tmp_path):
+    import pandas as pd
+
+    from nwb_jedi.analysis.embedding import condition_attributes, embedding_labels
+
+    rng = np.random.default_rng(0)
+    conditions = pd.DataFrame({"trial_type": ["sine"] * 3 + ["memorypro"] * 3,
+                               "trial_version": [0, 1, 2, 0, 1, 2]})
+    conditions["label"] = conditions["trial_type"] + "/" + conditions["trial_version"].astype(
+        str)
+    condition = np.repeat(np.arange(6), 4)
+    trials = pd.DataFrame({"condition_value": np.array([0.5, 1.0, 2.0, 0.0, 90.0, 180.0])[
+        condition], "go_cue_time": rng.uniform(0, 100, 24), "success": np.ones(24)})
+    table = condition_attributes(conditions, condition, trials)
+    assert list(table.columns) == ["trial_type", "trial_version", "label", "condition_value"]
+    assert embedding_labels(table) == ("trial_type", "condition_value")
+    assert embedding_labels(conditions) == ("trial_type", "label")
+    fig = plots.plot_embeddings(rng.standard_normal((6, 4)), tmp_path / "labels.png",
+                                conditions=table, color_by="trial_type",
+                                annotate_by="condition_value")
+    _check_png(tmp_path / "labels.png", min_bytes=5000)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(["0.5", "1", "2", "0", "90", "180"])
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # outside the axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sine", "memorypro"]
+
+
+def test_fixed_point_and_training_figures_say_what_they_show(small_jedi, tmp_path):
+    trajectories = {c: model_trajectory(small_jedi, c, 30) for c in ("c0", "c1")}
+    found = {c: fixed_points(small_jedi, c, n_initial=8, max_iters=100) for c in trajectories}
+    fig = plots.plot_fixed_points(trajectories, found, tmp_path / "fp.png")
+    title = fig.axes[0].get_title()
+    assert "fixed points of 2 conditions" in title and "|λ| = 1" in title
+    assert fig.axes[0].get_xlabel().startswith("PC 1") and fig.axes[0].get_ylabel()
+    fig = plots.plot_training(small_jedi, tmp_path / "train.png")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "epoch" and "negative log-likelihood" in ax.get_ylabel()
+    assert any(t.get_text().startswith("best epoch ") for t in ax.get_legend().get_texts())

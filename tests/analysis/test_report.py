@@ -59,12 +59,22 @@ def test_summary_lines(report, small_jedi):
     lines = report.summary_lines("fit.nwb")
     assert lines[0] == (f"fit.nwb: JEDI with 3 conditions, {small_jedi.n_units_} neurons, "
                         f"rank 3, embedding size 3, 30 bins of 20 ms")
-    leading = {k: float(np.abs(v).max()) for k, v in report.j_spectra.items()}
-    low = min(leading, key=leading.get)
-    assert lines[1].startswith(f"J leading |eigenvalue|: {leading[low]:.3f} ({low}) to ")
-    assert lines[2].startswith("Jacobian spectral radius along trajectories: ")
+    # Each spectrum against its own boundary: J's real parts against Re λ = 1, the step
+    # Jacobian's moduli against |λ| = 1 (issue 14: the unit circle is not J's boundary).
+    leading = {k: float(v.real.max()) for k, v in report.j_spectra.items()}
+    low, high = min(leading, key=leading.get), max(leading, key=leading.get)
+    beyond = sum(v > 1 for v in leading.values())
+    assert lines[1].startswith(f"J (connectivity) eigenvalues: largest Re λ {leading[low]:.3f} "
+                               f"({low}) to {leading[high]:.3f} ({high}); ")
+    assert ("every condition below Re λ = 1" in lines[1]) == (beyond == 0)
+    radius = report.spectral_radius
+    assert lines[2].startswith(f"step Jacobian DF along trajectories: spectral radius "
+                               f"{min(radius.values()):.3f} to {max(radius.values()):.3f}; ")
+    assert "|λ| = 1" in lines[2]
     counts = report.fixed_point_counts()
-    assert lines[3].startswith("fixed points: c0: ") and "; c1: " in lines[3]
+    assert lines[3].startswith("fixed points of 2 of 3 conditions, the first 2 (stable: DF's "
+                               "eigenvalues all inside |λ| = 1): ")
+    assert "; c0: " in lines[3] and "; c1: " in lines[3]
     assert sum(counts["c0"].values()) == len(report.fixed_points["c0"])
     first, second, distance = report.closest_pair()
     assert lines[4].endswith(f"closest pair {first} / {second} ({distance:.3f})")
@@ -101,3 +111,22 @@ def test_report_refuses_bad_conditions(small_jedi, oscillation_dataset):
         analysis_report(small_jedi, oscillation_dataset, fixed_point_conditions=-1)
     with pytest.raises(UserError, match="unknown condition"):
         analysis_report(small_jedi, oscillation_dataset, fixed_point_conditions=["c7"])
+
+
+def test_fixed_points_cover_every_condition_by_default_and_say_which(
+        small_jedi, oscillation_dataset, count_searches, monkeypatch):
+    from nwb_jedi.analysis import report as report_module
+
+    every = analysis_report(small_jedi, oscillation_dataset, n_initial=4)
+    assert list(every.fixed_points) == ["c0", "c1", "c2"]  # was the first 4 (or fewer)
+    assert every.fixed_point_choice == "every condition"
+    assert "fixed points of 3 of 3 conditions, every condition " in \
+        every.summary_lines("x")[3]
+    monkeypatch.setattr(report_module, "MAX_FIXED_POINT_CONDITIONS", 2)
+    spread = analysis_report(small_jedi, oscillation_dataset, n_initial=4)
+    assert list(spread.fixed_points) == ["c0", "c2"]  # first and last: spread evenly
+    assert spread.fixed_point_choice == "spread evenly over the conditions"
+    assert list(analysis_report(small_jedi, oscillation_dataset, n_initial=4,
+                                fixed_point_conditions="all").fixed_points) == ["c0", "c1", "c2"]
+    with pytest.raises(UserError, match="'auto', 'all', a number or condition labels"):
+        analysis_report(small_jedi, oscillation_dataset, fixed_point_conditions="some")

@@ -71,13 +71,27 @@ def test_simulate_summary_and_fit_then_analyze(simulated, teacher_cache, tmp_pat
                             "--fixed-point-conditions", "1", "--quiet"], capsys)
     assert rc == 0, err
     assert "JEDI with 16 conditions, 24 neurons" in out
-    assert "J leading |eigenvalue|" in out and "fixed points: memorypro/0:" in out
+    assert "J (connectivity) eigenvalues: largest Re λ" in out
+    assert "fixed points of 1 of 16 conditions, the first one " in out and "; memorypro/0:" in out
     assert "held-out trials" in out and "embedding distances" in out
     for name in ("embeddings", "eigenvalues", "jacobian_spectra", "fixed_points", "psth",
                  "training"):
         png = figures / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (figures / "summary.txt").read_text().strip() == out.strip()
+    # The embedding figure names each condition by its value (e.g. the sine frequency), which
+    # the file's trials table holds, not by its index within the task.
+    from nwb_jedi.analysis.embedding import embedding_labels
+    from nwb_jedi.analysis.report import analysis_report
+    from nwb_jedi.commands.analyze import _described_conditions
+    from nwb_jedi.io.load import load_dataset, load_model
+
+    model, ds = load_model(fitted), load_dataset(fitted)
+    report = analysis_report(model, ds, fixed_point_conditions=0)
+    table = _described_conditions(str(fitted), report, ds)
+    assert embedding_labels(table) == ("trial_type", "condition_value")
+    sine = table[table["trial_type"] == "sine"]
+    assert len(set(sine["condition_value"])) == len(sine) == 8
 
 
 @pytest.mark.parametrize("args,message", [

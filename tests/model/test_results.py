@@ -8,6 +8,7 @@ import pytest
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.jedi import JEDI
+from nwb_jedi.model.quality import BASELINE_KEYS
 from nwb_jedi.model.results import FitResults, compute_results
 
 
@@ -58,7 +59,9 @@ def test_one_prediction_and_each_split_scored_like_evaluate(fitted, monkeypatch)
     assert calls == [ds.n_trials]  # one predict_rates call, on every trial
     assert list(results.metrics) == ["train", "val", "test"]
     for split, metrics in expected.items():
-        assert results.metrics[split].keys() == metrics.keys()
+        # Held-out splits also carry the comparison with the PSTH baseline (issue 14).
+        extra = set(BASELINE_KEYS) if split != "train" else set()
+        assert results.metrics[split].keys() == metrics.keys() | extra
         for name, value in metrics.items():
             np.testing.assert_allclose(results.metrics[split][name], value, rtol=1e-5,
                                        atol=1e-7, err_msg=f"{split} {name}")

@@ -60,3 +60,6 @@ def test_tutorial_runs_and_writes_figures(script, tmp_path, request):
         assert len(data) > 15_000, f"{png} is nearly empty ({len(data)} bytes)"
     if script.startswith("02"):  # really streamed from the server
         assert sum(server.bytes_served.values()) > 0
+    if script.startswith("04"):  # the scores come with the baseline that gives them meaning
+        assert "(smoothed PSTH of its training trials: " in proc.stdout
+        assert "FitQualityWarning" not in proc.stderr  # said once, as a line of the output
