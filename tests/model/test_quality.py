@@ -123,3 +123,16 @@ def test_compute_results_warns_and_keeps_the_lines(tuned):
     assert results.warnings[0].startswith("a population model of 3 neurons")
     assert set(BASELINE_KEYS) <= set(results.metrics["test"]) and \
         set(BASELINE_KEYS).isdisjoint(results.metrics["train"])
+
+
+def test_a_fit_below_the_null_and_the_psth_says_both_in_one_line():
+    from nwb_jedi.model.quality import fit_quality_warning
+
+    line = fit_quality_warning({"test": {"bits_per_spike": -0.2,
+                                         "psth_baseline_bits_per_spike": 0.4,
+                                         "bits_per_spike_over_psth_baseline": -0.6,
+                                         "bits_per_spike_over_psth_baseline_se": 0.05}})
+    assert line.startswith("held-out (test) bits/spike -0.200 is no better than each neuron's "
+                           "mean rate (<= 0) and below the smoothed PSTH of the training trials "
+                           "(0.400, difference -0.600 ± 0.050); likely cause: ")
+    assert fit_quality_warning({"test": {"bits_per_spike": 0.3}}) is None
