@@ -78,7 +78,7 @@ applied = model.infer_embeddings(other.train, val=other.val,
                                  max_epochs=30 if FAST else 300)
 scores = applied.evaluate(other.test)
 print(f"other block, held-out trials: bits/spike {scores['bits_per_spike']:.3f}, "
-      f"PSTH R² {scores['psth_r2']:.3f}")
+      f"PSTH R² (smoothed) {scores['psth_r2_smoothed']:.3f}")
 
 # %% [markdown]
 # ## Compare the embeddings

@@ -23,7 +23,7 @@ import pandas as pd
 from nwb_jedi.analysis.embedding import classify_embeddings, nearest_embedding, trial_embeddings
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
-from nwb_jedi.metrics import bits_per_spike, psth_r2
+from nwb_jedi.metrics import bits_per_spike, psth_r2_smoothed
 
 __all__ = ["classify_trials", "co_smoothing", "co_smoothing_bits_per_spike", "few_shot",
            "trials_seen_in_training"]
@@ -148,8 +148,10 @@ def few_shot(ds: TrialDataset, models: Mapping[str, object], *, shots: int = 5, 
         rates = np.concatenate(parts)
         rows.append({"model": name,
                      "bits_per_spike": bits_per_spike(rates, target.counts, target.bin_size),
-                     "psth_r2": psth_r2(rates, target.counts, target.condition,
-                                        target.n_conditions, target.bin_size),
+                     "psth_r2_smoothed": psth_r2_smoothed(rates, target.counts,
+                                                          target.condition,
+                                                          target.n_conditions,
+                                                          target.bin_size),
                      "n_trials": target.n_trials})
     return pd.DataFrame(rows)
 

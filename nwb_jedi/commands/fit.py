@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
           f"({time.perf_counter() - start:.0f} s)")
     print(f"conditions: {_short_list(list(ds.conditions['label']))}")
     print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}, "
-          f"PSTH R² {test['psth_r2']:.3f}, single-trial R² {test['r2']:.3f}")
+          f"PSTH R² (smoothed) {test['psth_r2_smoothed']:.3f}, "
+          f"single-trial R² {test['r2']:.3f}")
     print(f"wrote {os.path.abspath(args.out)}")
     return 0
 

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if scored.any():
         scores = fitted.evaluate(ds.subset(scored))
         say(f"held-out ({held}) trials: bits/spike {scores['bits_per_spike']:.3f}, "
-            f"PSTH R² {scores['psth_r2']:.3f}")
+            f"PSTH R² (smoothed) {scores['psth_r2_smoothed']:.3f}")
     print(path)
     return 0
 
