@@ -402,3 +402,27 @@ def nlb_targets(session: Session, dataset: NLBDataset, ds: TrialDataset, train: 
         targets.eval_spikes_heldin_forward = extra[..., ~heldout]
         targets.eval_spikes_heldout_forward = extra[..., heldout]
     return targets
+
+
+# ---------------------------------------------------------------------------------- baselines
+def smoothing_kernel(sd: float, bin_size: float) -> np.ndarray:
+    """The Gaussian window of NLB's spike smoothing baseline for binned counts:
+    ``gaussian(int(6 * sd / bin), int(sd / bin))`` in whole milliseconds, normalized
+    (``examples/baselines/smoothing/run_smoothing.py``; note the standard deviation truncated
+    to whole bins)."""
+    from scipy.signal import windows
+
+    sd_ms, bin_ms = round(sd * 1e3, 6), round(bin_size * 1e3, 6)
+    std = int(sd_ms / bin_ms)
+    if std < 1:
+        raise UserError(f"a smoothing sd of {sd * 1e3:g} ms is less than one "
+                        f"{bin_size * 1e3:g} ms bin; choose at least the bin width")
+    window = windows.gaussian(int(6 * sd_ms / bin_ms), std, sym=True)
+    return window / window.sum()
+
+
+def smooth_binned(counts: np.ndarray, sd: float, bin_size: float) -> np.ndarray:
+    """Binned counts (K, T, N) smoothed along time as NLB's smoothing baseline does: each
+    trial on its own, zero beyond its window (``np.convolve(x, window, "same")``)."""
+    kernel = smoothing_kernel(sd, bin_size)
+    return _convolve_same(np.asarray(counts, dtype=np.float64), kernel)
