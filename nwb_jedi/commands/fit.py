@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from nwb_jedi.commands import _fit_extras
 from nwb_jedi.commands._options import (
     add_mapper_options,
     add_model_options,
@@ -61,6 +62,7 @@ def register(subparsers) -> None:
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
     out.add_argument("--plots", metavar="DIR", help="also write figures (PNG) to DIR")
     add_quiet_option(out)
+    _fit_extras.add_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1:
         raise UserError(f"--checkpoint-every must be a positive integer, got "
                         f"{args.checkpoint_every}")
+    extras = _fit_extras.FitExtras.from_args(args)  # --decode, --nlb: their own checks
     model = JEDI(**model_kwargs(args), progress=progress)
     model._check_params()  # bad hyperparameters fail here, before any data is read
     model._resolve_device()  # as does an unusable --device
@@ -114,10 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if asset and not args.asset:
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
-    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress)
-    mapper = ConditionMapper(**mapper_kwargs(args, default), seed=model.seed,
-                             verbose=not quiet)
-    ds = mapper.build(session)
+    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress,
+                           **extras.read_kwargs())
+    mapper = ConditionMapper(**extras.mapper_kwargs(mapper_kwargs(args, default), say),
+                             seed=model.seed, verbose=not quiet)
+    ds = extras.prepare(session, mapper.build(session), model.seed, say)
     say(f"data: {ds}")
 
     model.progress = progress
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
     # One prediction of every trial gives the stored rates and the scores of both splits.
     results = compute_results(model, ds, splits=("test", "train"))
+    extra_lines = extras.after_fit(model, ds, results, say)  # adds their metrics to results
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
                   results=results)
     if args.plots:
@@ -144,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}, "
           f"PSTH R² (smoothed) {test['psth_r2_smoothed']:.3f}, "
           f"single-trial R² {test['r2']:.3f}")
-    print(f"wrote {os.path.abspath(args.out)}")
+    print("\n".join([*extra_lines, f"wrote {os.path.abspath(args.out)}"]))
     return 0
 
 

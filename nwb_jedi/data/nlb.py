@@ -358,34 +358,124 @@ class NLBTargets:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def nlb_targets(session: Session, dataset: NLBDataset, ds: TrialDataset, train: np.ndarray,
-                evaluated: np.ndarray, heldout: np.ndarray,
-                forward: TrialDataset | None = None) -> NLBTargets:
-    """NLB's evaluation data from a dataset binned on NLB's windows.
+class SnappedAlign:
+    """A `ConditionMapper` ``align`` callable: an event column moved onto NLB's bin grid
+    (`nlb_align_times`), so that the mapper bins exactly the benchmark's windows."""
+
+    def __init__(self, column: str, window: tuple[float, float], bin_size: float):
+        self.column, self.window, self.bin_size = column, tuple(window), float(bin_size)
+        self.__name__ = f"{column} on NLB's {bin_size * 1e3:g} ms grid"
+
+    def __call__(self, trials) -> np.ndarray:
+        if self.column not in trials.columns:
+            raise UserError(f"the trials table has no {self.column!r} column, so this is not an "
+                            f"MC_Maze-family file")
+        return nlb_align_times(trials[self.column].to_numpy(dtype=np.float64), self.window,
+                               self.bin_size)
+
+
+def nlb_mapper_settings(dataset: NLBDataset, bin_size: float) -> dict[str, Any]:
+    """`ConditionMapper` settings of the benchmark's trials: its conditions, event and window,
+    its split column's 'train' and 'val' trials (no other filter), every neuron."""
+    return {"by": list(dataset.condition_by), "align": dataset.align, "window": dataset.window,
+            "bin_size": bin_size, "split": "split", "trial_filter": "split in ['train', 'val']",
+            "exclude_heldout": False}
+
+
+@dataclass
+class NLBTrials:
+    """The benchmark's trials of a session, binned on its windows.
+
+    Attributes
+    ----------
+    window : TrialDataset
+        NLB's 'train' and 'val' trials (split as in the file), every neuron, on NLB's windows.
+    extended : TrialDataset
+        The same trials with the window extended by the forward-prediction length.
+    heldout : bool ndarray (N,)
+        NLB's held-out neurons (the units' ``heldout`` column).
+    """
+
+    window: TrialDataset
+    extended: TrialDataset
+    heldout: np.ndarray
+
+    @property
+    def train(self) -> np.ndarray:
+        """NLB's training trials (split 'train')."""
+        return self.window.split == "train"
+
+    @property
+    def evaluation(self) -> np.ndarray:
+        """NLB's evaluation trials of a train file (split 'val')."""
+        return self.window.split == "val"
+
+
+def nlb_trials(session: Session, dataset: NLBDataset, bin_size: float, *,
+               like: TrialDataset | None = None) -> NLBTrials:
+    """Bin the benchmark's trials of `session` on its windows (see `NLBTrials`).
 
     Parameters
     ----------
     session : Session
-        The recording (1 ms spikes; the decoded behavior series, e.g. ``hand_vel``).
+    dataset : NLBDataset
+    bin_size : float
+        5 or 20 ms (`submission_group` refuses others).
+    like : TrialDataset, optional
+        A dataset of the same trials (e.g. the one a model was fitted on): refuse to go on
+        when NLB's windows keep other trials (a window moved onto the grid or extended past
+        the recording).
+    """
+    from nwb_jedi.data.conditions import ConditionMapper
+
+    submission_group(dataset, bin_size)
+    settings = nlb_mapper_settings(dataset, bin_size)
+    settings["align"] = SnappedAlign(dataset.align, dataset.window, bin_size)
+    built = []
+    for stop in (dataset.window[1], dataset.window[1] + dataset.forward):
+        ds = ConditionMapper(**{**settings, "window": (dataset.window[0], stop)},
+                             behavior=False, verbose=False).build(session)
+        if like is not None and not np.array_equal(np.asarray(ds.trial_id).astype(str),
+                                                   np.asarray(like.trial_id).astype(str)):
+            raise UserError("NLB's windows (moved onto its bin grid, and extended by the "
+                            "forward-prediction bins) keep other trials than the fitted "
+                            "dataset; the benchmark needs every 'train' and 'val' trial")
+        built.append(ds)
+    window, extended = built
+    if not np.array_equal(window.trial_id, extended.trial_id):
+        raise UserError("extending NLB's windows by the forward-prediction bins drops trials "
+                        "at the end of the recording; the benchmark needs every trial")
+    if "heldout" not in window.units.columns:
+        raise UserError("the units table has no 'heldout' column, so NLB's held-out neurons "
+                        "are unknown; this is not a benchmark file")
+    heldout = window.units["heldout"].fillna(False).to_numpy(dtype=bool)
+    if not heldout.any() or heldout.all():
+        raise UserError("the units' 'heldout' column marks no held-out (or no held-in) neuron")
+    if not np.any(window.split == "val"):
+        raise UserError("the file has no NLB 'val' trials to evaluate; a benchmark train file "
+                        "has a split column with 'train' and 'val' trials")
+    return NLBTrials(window, extended, heldout)
+
+
+def nlb_targets(session: Session, dataset: NLBDataset, trials: NLBTrials) -> NLBTargets:
+    """NLB's evaluation data (``make_eval_target_tensors`` of a train file: 'train' trials to
+    train the decoder, 'val' trials to evaluate), equal to ``nlb_tools``' own.
+
+    Parameters
+    ----------
+    session : Session
+        The recording (1 ms spikes; the decoded behavior series, ``hand_vel``).
     dataset : NLBDataset
         Which benchmark dataset (lag, PSTH kernel, behavior series).
-    ds : TrialDataset
-        Train and evaluation trials, all neurons, binned on NLB's windows (alignment from
-        `nlb_align_times`). Its trials are the PSTHs' trials.
-    train, evaluated : bool arrays (K,)
-        NLB's training and evaluation trials of `ds`.
-    heldout : bool array (N,)
-        NLB's held-out neurons.
-    forward : TrialDataset, optional
-        The evaluation trials with the window extended by ``dataset.forward`` (same trials, in
-        order): its last bins are the forward-prediction targets.
+    trials : NLBTrials
+        From `nlb_trials`: every trial of the window dataset is a PSTH trial.
     """
     if dataset.behavior not in session.behavior:
         raise UserError(f"the session has no behavior series {dataset.behavior!r} (it has "
                         f"{', '.join(session.behavior) or 'none'}); read it with "
                         f"read_session(..., behavior=[{dataset.behavior!r}])")
-    heldout = np.asarray(heldout, dtype=bool)
-    train, evaluated = np.asarray(train, dtype=bool), np.asarray(evaluated, dtype=bool)
+    ds, heldout = trials.window, trials.heldout
+    train, evaluated = trials.train, trials.evaluation
     behavior = nlb_behavior(session.behavior[dataset.behavior], _window_starts(ds), ds.n_bins,
                             ds.bin_size, dataset.lag, end=session_end(session))
     counts = ds.counts.astype(np.float64)
@@ -393,15 +483,13 @@ def nlb_targets(session: Session, dataset: NLBDataset, ds: TrialDataset, train: 
     order = np.r_[np.flatnonzero(~heldout), np.flatnonzero(heldout)]
     psth = smoothed_psth(session, ds, dataset.psth_sd,
                          events=ds.trials[dataset.align].to_numpy(dtype=np.float64))
-    psth = psth[:, :, order] * ds.bin_size
-    targets = NLBTargets(eval_spikes_heldout=counts[evaluated][..., heldout],
-                         train_behavior=behavior[train], eval_behavior=behavior[evaluated],
-                         psth=psth, eval_cond_idx=condition_trial_indices(ds, evaluated))
-    if forward is not None:
-        extra = forward.counts[:, ds.n_bins:].astype(np.float64)
-        targets.eval_spikes_heldin_forward = extra[..., ~heldout]
-        targets.eval_spikes_heldout_forward = extra[..., heldout]
-    return targets
+    extra = trials.extended.counts[evaluated][:, ds.n_bins:].astype(np.float64)
+    return NLBTargets(eval_spikes_heldout=counts[evaluated][..., heldout],
+                      train_behavior=behavior[train], eval_behavior=behavior[evaluated],
+                      psth=psth[:, :, order] * ds.bin_size,
+                      eval_cond_idx=condition_trial_indices(ds, evaluated),
+                      eval_spikes_heldin_forward=extra[..., ~heldout],
+                      eval_spikes_heldout_forward=extra[..., heldout])
 
 
 # ---------------------------------------------------------------------------------- baselines

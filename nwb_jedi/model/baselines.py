@@ -292,7 +292,8 @@ def fit_poisson_glm(x: np.ndarray, y: np.ndarray, alpha: float,
 
     theta0 = np.concatenate([np.zeros(f * m), start])
     result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "gtol": tol, "maxls": 50})
+                      options={"maxiter": max_iter, "gtol": tol, "maxls": 50,
+                               "ftol": 64 * np.finfo(float).eps})  # as scikit-learn's lbfgs
     return result.x[: f * m].reshape(f, m), result.x[f * m:]
 
 
