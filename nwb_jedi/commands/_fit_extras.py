@@ -149,9 +149,12 @@ class FitExtras:
             raise UserError("--decode scores the test trials, and this split has none")
         sd = self.dataset.smoothing_sd if self.dataset is not None else \
             DEFAULT_DECODE_SMOOTH_S
-        scores = decoding({"model": results.rates,
-                           "smoothed": smoothed_spike_rates(ds.counts, ds.bin_size, sd)},
-                          behavior, ds.bin_size, ds.split == "train", test)
+        try:
+            scores = decoding({"model": results.rates,
+                               "smoothed": smoothed_spike_rates(ds.counts, ds.bin_size, sd)},
+                              behavior, ds.bin_size, ds.split == "train", test)
+        except ValueError as err:  # e.g. the series does not cover the trials' windows
+            raise UserError(f"cannot decode {name}: {err}") from None
         results.metrics.setdefault("test", {})
         results.metrics["test"][f"decode_r2_{name}"] = scores["model"]
         results.metrics["test"][f"decode_r2_{name}_smoothed_spikes"] = scores["smoothed"]

@@ -105,6 +105,9 @@ def test_nlb_refuses_what_the_benchmark_cannot_score(mc_maze_nwb, tmp_path, caps
         (["--preset", "mc_maze", "--nlb-dataset", "mc_maze"], "--nlb-dataset needs --nlb"),
         (["--preset", "mc_maze", "--decode-lag-ms", "100"], "--decode-lag-ms needs --decode"),
         (["--preset", "mc_maze", "--decode", "joint_angles"], "no behavior series named"),
+        # A lag that puts every bin past the recording: nothing to decode, said in one line.
+        (["--preset", "mc_maze", "--decode", "hand_vel", "--decode-lag-ms", "1e6"],
+         "cannot decode hand_vel"),
     ]
     for extra, message in cases:
         rc, _, err = run_cli([*base, *extra], capsys)
