@@ -114,17 +114,16 @@ def heldin_baselines(heldout: np.ndarray, *, smooth_sd: float = 0.05,
                      alpha: float = 0.01) -> dict[str, object]:
     """Unfitted co-smoothing baselines that use the scored trials' held-in neurons.
 
-    ``SmoothingGLM`` (NLB's spike smoothing baseline) and ``PSTHResidualGLM`` (each held-out
-    neuron's PSTH modulated by the held-in neurons' residuals), both for the `heldout` mask;
-    fit them on the training trials and score them with `co_smoothing`. The defaults are
-    NLB's MC_Maze smoothing settings (50 ms, penalty 0.01).
+    ``SmoothingGLM`` (NLB's spike smoothing baseline; `smooth_sd` and `alpha` default to NLB's
+    MC_Maze settings, 50 ms and 0.01) and ``PSTHResidualGLM`` (each held-out neuron's PSTH
+    modulated by the held-in neurons' shared residuals, its own defaults), both for the
+    `heldout` mask; fit them on the training trials and score them with `co_smoothing`.
     """
     from nwb_jedi.model.baselines import PSTHResidualGLM, SmoothingGLM
 
     heldout = np.asarray(heldout, dtype=bool)
     return {"SmoothingGLM": SmoothingGLM(heldout=heldout, smooth_sd=smooth_sd, alpha=alpha),
-            "PSTHResidualGLM": PSTHResidualGLM(heldout=heldout, smooth_sd=smooth_sd,
-                                               alpha=alpha)}
+            "PSTHResidualGLM": PSTHResidualGLM(heldout=heldout)}
 
 
 # ---------------------------------------------------------------------- forward prediction
