@@ -67,7 +67,7 @@ model = JEDI(rank=4, embed_dim=8, hidden=32 if FAST else 128,
 model.fit(ds.train, ds.val)
 scores = model.evaluate(ds.test)
 print(f"{model.n_epochs_} epochs; held-out bits/spike {scores['bits_per_spike']:.3f}, "
-      f"PSTH R² {scores['psth_r2']:.3f}")
+      f"PSTH R² (smoothed) {scores['psth_r2_smoothed']:.3f}")
 
 # %% [markdown]
 # ## Look at the embeddings and the dynamics

@@ -72,7 +72,8 @@ model = JEDI(rank=6, embed_dim=8, hidden=32 if FAST else 128,
 model.fit(ds.train, ds.val)
 scores = model.evaluate(ds.test)
 print(f"held-out trials: bits/spike {scores['bits_per_spike']:.3f}, "
-      f"PSTH R² {scores['psth_r2']:.3f}, single-trial R² {scores['r2']:.3f}")
+      f"PSTH R² (smoothed) {scores['psth_r2_smoothed']:.3f}, "
+      f"single-trial R² {scores['r2']:.3f}")
 
 # %% [markdown]
 # ## Figures

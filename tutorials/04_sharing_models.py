@@ -123,8 +123,8 @@ with warnings.catch_warnings(record=True):  # printed below, with the numbers th
     results = compute_results(applied, other)
 test, train = results.metrics["test"], results.metrics["train"]
 print(f"other block, held-out trials: bits/spike {test['bits_per_spike']:.3f} (smoothed PSTH "
-      f"of its training trials: {test['psth_baseline_bits_per_spike']:.3f}), PSTH R² "
-      f"{test['psth_r2']:.3f}")
+      f"of its training trials: {test['psth_baseline_bits_per_spike']:.3f}), PSTH R² (smoothed) "
+      f"{test['psth_r2_smoothed']:.3f}")
 print(f"other block, the training trials the embeddings were inferred from: bits/spike "
       f"{train['bits_per_spike']:.3f}")
 for line in results.warnings:

@@ -1,16 +1,24 @@
 """Evaluation protocols that need a fitted model (the ones behind the README's numbers).
 
-- `co_smoothing_bits_per_spike`, `co_smoothing`: Neural Latents Benchmark co-smoothing, the
-  bits per spike of neurons the model's inference never saw.
-- `few_shot`: leave-one-condition-out generalization from a few trials of an unseen condition.
+- `co_smoothing_bits_per_spike`, `co_smoothing`, `heldin_baselines`: Neural Latents Benchmark
+  co-smoothing, the bits per spike of neurons the model never saw on the scored trials, with
+  baselines that use the scored trials' held-in neurons as JEDI does.
+- `forward_prediction`, `first_bins`: NLB forward prediction (fp-bps), the bins after an
+  observed window predicted from that window.
+- `decoding`, `smoothed_spike_rates`: NLB's velocity decoding (ridge regression trained on
+  training trials) of a behavior series from several models' rates.
+- `nlb_submission_rates`: the arrays of an NLB submission from a fitted model.
+- `few_shot`: leave-one-condition-out generalization from a few trials of an unseen
+  condition, against the PSTH of the training condition that best explains those trials.
 - `classify_trials`: the condition of held-out trials from label-free per-trial embeddings.
 - `trials_seen_in_training`: which trials of a dataset trained a model's network, so that a
   score never counts them.
 
 Models are duck-typed: a model with ``infer_embeddings`` (JEDI) has a shared network that can
-take new conditions or trials with the network frozen; any other model (the baselines of
-`nwb_jedi.model.baselines`) is fitted per condition. The array-level metrics these protocols
-report live in `nwb_jedi.metrics`.
+take new conditions or trials with the network frozen; a model with ``heldout_`` (the held-in
+GLMs of `nwb_jedi.model.baselines`) reads the held-in neurons of the trials it predicts; any
+other model (the RNN baselines, the PSTH) predicts from the condition alone. The array-level
+metrics these protocols report live in `nwb_jedi.metrics`.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ import pandas as pd
 from nwb_jedi.analysis.embedding import classify_embeddings, nearest_embedding, trial_embeddings
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
-from nwb_jedi.metrics import bits_per_spike, psth_r2
+from nwb_jedi.metrics import bits_per_spike, fp_bps, psth_r2_smoothed, velocity_r2
 
-__all__ = ["classify_trials", "co_smoothing", "co_smoothing_bits_per_spike", "few_shot",
-           "trials_seen_in_training"]
+__all__ = ["classify_trials", "co_smoothing", "co_smoothing_bits_per_spike", "decoding",
+           "few_shot", "first_bins", "forward_prediction", "heldin_baselines",
+           "nlb_submission_rates", "smoothed_spike_rates", "trials_seen_in_training"]
 
 
 def co_smoothing_bits_per_spike(model, ds, heldout: np.ndarray, *, per_trial: bool = False,
@@ -64,11 +73,17 @@ def co_smoothing(model, test: TrialDataset, heldout: np.ndarray, *,
                  max_epochs: int | None = None) -> dict[str, float]:
     """Bits/spike of the held-out neurons on test trials (NLB co-smoothing), for any model.
 
-    A model with a shared network (``infer_embeddings``: JEDI) infers the test trials'
-    embeddings from the held-in neurons only, per condition (``co_bps``) and per trial as well
-    (``co_bps_per_trial``). Other models cannot use the held-in activity of new trials (their
-    prediction is fixed by the condition), so theirs is the bits/spike of their prediction on
-    the held-out neurons (``co_bps`` only).
+    Every model may use what NLB allows: the training trials' every neuron, and the test
+    trials' held-in neurons.
+
+    - A model with a shared network (``infer_embeddings``: JEDI) infers the test trials'
+      embeddings from the held-in neurons only, per condition (``co_bps``) and per trial as
+      well (``co_bps_per_trial``).
+    - A held-in GLM (`SmoothingGLM`, `PSTHResidualGLM`: ``heldout_``, fitted with the same
+      `heldout` mask) predicts the held-out neurons from the test trials' held-in neurons
+      (``co_bps``). `heldin_baselines` makes them.
+    - Any other model predicts from the condition alone (the PSTH, the RNN baselines):
+      ``co_bps`` of its prediction.
 
     Parameters
     ----------
@@ -81,6 +96,10 @@ def co_smoothing(model, test: TrialDataset, heldout: np.ndarray, *,
         Budget of the inference.
     """
     heldout = np.asarray(heldout, dtype=bool)
+    fitted_mask = getattr(model, "heldout_", None)
+    if fitted_mask is not None and not np.array_equal(np.asarray(fitted_mask), heldout):
+        raise UserError(f"{type(model).__name__} was fitted to predict other held-out neurons "
+                        f"than these; fit it with heldout= this mask")
     if not hasattr(model, "infer_embeddings"):
         return {"co_bps": bits_per_spike(model.predict_rates(test), test.counts, test.bin_size,
                                          units=heldout)}
@@ -91,9 +110,176 @@ def co_smoothing(model, test: TrialDataset, heldout: np.ndarray, *,
     }
 
 
+def heldin_baselines(heldout: np.ndarray, *, smooth_sd: float = 0.05,
+                     alpha: float = 0.01) -> dict[str, object]:
+    """Unfitted co-smoothing baselines that use the scored trials' held-in neurons.
+
+    ``SmoothingGLM`` (NLB's spike smoothing baseline; `smooth_sd` and `alpha` default to NLB's
+    MC_Maze settings, 50 ms and 0.01) and ``PSTHResidualGLM`` (each held-out neuron's PSTH
+    modulated by the held-in neurons' shared residuals, its own defaults), both for the
+    `heldout` mask; fit them on the training trials and score them with `co_smoothing`.
+    """
+    from nwb_jedi.model.baselines import PSTHResidualGLM, SmoothingGLM
+
+    heldout = np.asarray(heldout, dtype=bool)
+    return {"SmoothingGLM": SmoothingGLM(heldout=heldout, smooth_sd=smooth_sd, alpha=alpha),
+            "PSTHResidualGLM": PSTHResidualGLM(heldout=heldout)}
+
+
+# ---------------------------------------------------------------------- forward prediction
+def first_bins(ds: TrialDataset, n_bins: int) -> TrialDataset:
+    """The same trials cut to their first `n_bins` bins (what a forward predictor observes)."""
+    if not 0 < n_bins <= ds.n_bins:
+        raise UserError(f"cannot keep {n_bins} of {ds.n_bins} bins")
+    return TrialDataset(
+        counts=ds.counts[:, :n_bins], condition=ds.condition, conditions=ds.conditions,
+        trial_id=ds.trial_id, unit_id=ds.unit_id, time=ds.time[:n_bins],
+        align_time=ds.align_time, bin_size=ds.bin_size, split=ds.split,
+        behavior={k: np.asarray(v)[:, :n_bins] for k, v in ds.behavior.items()},
+        units=ds.units, trials=ds.trials, provenance=ds.provenance.copy(),
+        nlb_psth=None if ds.nlb_psth is None else ds.nlb_psth[:, :n_bins])
+
+
+def _extended_rates(model, observed: TrialDataset, extended: TrialDataset,
+                    heldin: np.ndarray | None, max_epochs: int | None) -> np.ndarray:
+    """A model's rates for `extended`, given only what `observed` shows of its trials."""
+    if not np.array_equal(np.asarray(observed.trial_id), np.asarray(extended.trial_id)):
+        raise UserError("the observed and extended datasets must hold the same trials, in the "
+                        "same order")
+    if hasattr(model, "infer_embeddings"):
+        inferred = model.infer_embeddings(observed, per_trial=True, unit_mask=heldin,
+                                          max_epochs=max_epochs)
+        return inferred.predict_rates(extended)
+    if hasattr(model, "heldout_"):
+        raise UserError(f"{type(model).__name__} predicts from the same bins' held-in "
+                        f"activity, so it cannot predict the bins after a window")
+    return model.predict_rates(extended)
+
+
+def forward_prediction(model, observed: TrialDataset, extended: TrialDataset, *,
+                       heldin: np.ndarray | None = None,
+                       max_epochs: int | None = None) -> dict[str, float]:
+    """NLB forward prediction: bits/spike (``fp_bps``) of the bins that follow a window.
+
+    `extended` holds the same trials as `observed` with more bins after it (build `observed`
+    with `first_bins`). The score is NLB's fp-bps of every neuron in the extra bins.
+
+    - JEDI infers per-trial embeddings from `observed` (only the `heldin` neurons when given,
+      as NLB's evaluation trials show only those) with the network frozen, and runs on.
+    - Models that predict from the condition (the PSTH fitted on extended training trials,
+      the RNN baselines) predict the extended trials.
+    - Held-in GLMs cannot forecast and are refused.
+
+    Returns
+    -------
+    dict
+        ``fp_bps``.
+    """
+    n = observed.n_bins
+    if extended.n_bins <= n:
+        raise UserError(f"the extended trials ({extended.n_bins} bins) must be longer than the "
+                        f"observed ones ({n} bins)")
+    rates = _extended_rates(model, observed, extended, heldin, max_epochs)
+    return {"fp_bps": fp_bps(rates[:, n:], extended.counts[:, n:], extended.bin_size)}
+
+
+# ---------------------------------------------------------------------- decoding
+def smoothed_spike_rates(counts: np.ndarray, bin_size: float, smooth_sd: float = 0.05
+                         ) -> np.ndarray:
+    """Spike counts smoothed as NLB's smoothing baseline does (each trial alone, NLB's
+    window; `nwb_jedi.data.nlb.smooth_binned`), in Hz: the usual reference for decoding."""
+    from nwb_jedi.data.nlb import smooth_binned
+
+    return smooth_binned(counts, smooth_sd, bin_size) / bin_size
+
+
+def decoding(rates: Mapping[str, np.ndarray], behavior: np.ndarray, bin_size: float,
+             train: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """NLB's velocity R² (`nwb_jedi.metrics.velocity_r2`) of a behavior series from each set of
+    rates: one ridge decoder per set, trained on the `train` trials, scored on the `test` ones.
+
+    Parameters
+    ----------
+    rates : mapping name -> array (K, T, N), Hz
+        E.g. a model's predicted rates and `smoothed_spike_rates` of the counts. Converted to
+        expected counts per bin, the unit in which NLB's penalty grid is defined.
+    behavior : array (K, T, D)
+        The series in the same bins, already lagged (`nwb_jedi.data.nlb.lagged_behavior`).
+    bin_size : float
+    train, test : bool arrays (K,)
+
+    Returns
+    -------
+    dict name -> R²
+    """
+    train, test = np.asarray(train, dtype=bool), np.asarray(test, dtype=bool)
+    behavior = np.asarray(behavior, dtype=np.float64)
+    return {name: velocity_r2(np.asarray(r)[train] * bin_size, behavior[train],
+                              np.asarray(r)[test] * bin_size, behavior[test])
+            for name, r in rates.items()}
+
+
+# ---------------------------------------------------------------------- NLB submissions
+def nlb_submission_rates(model, train: TrialDataset, evaluation: TrialDataset,
+                         heldout: np.ndarray, extended: TrialDataset | None = None, *,
+                         max_epochs: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an NLB submission (expected spike counts per bin, float32).
+
+    Parameters
+    ----------
+    model : fitted estimator
+        Fitted on training trials with every neuron.
+    train : TrialDataset
+        NLB's training trials, binned on NLB's windows: ``train_rates_*`` (used by the
+        benchmark to train its velocity decoder) are the model's predictions of them.
+    evaluation : TrialDataset
+        NLB's evaluation trials, binned on NLB's windows. Only their held-in neurons reach the
+        model (co-smoothing: JEDI infers from them; held-in GLMs read them).
+    heldout : bool array (N,)
+        NLB's held-out neurons (the units' ``heldout`` column).
+    extended : TrialDataset, optional
+        The evaluation trials with the window extended by the forward-prediction length:
+        adds ``eval_rates_*_forward`` (rates of the extra bins, predicted from the window).
+    max_epochs : int, optional
+        Budget of JEDI's inference.
+
+    Returns
+    -------
+    dict
+        ``train_rates_heldin``, ``train_rates_heldout``, ``eval_rates_heldin``,
+        ``eval_rates_heldout``, and with `extended` ``eval_rates_heldin_forward``,
+        ``eval_rates_heldout_forward`` (not for held-in GLMs, which cannot forecast; NLB's
+        smoothing baseline submits none either).
+    """
+    heldout = np.asarray(heldout, dtype=bool)
+    if hasattr(model, "heldout_"):  # a held-in GLM reads the held-in neurons, cannot forecast
+        rates, extended = model.predict_rates(evaluation), None
+    elif hasattr(model, "infer_embeddings") or extended is not None:
+        target = extended if extended is not None else evaluation
+        rates = _extended_rates(model, evaluation, target, ~heldout, max_epochs)
+    else:
+        rates = model.predict_rates(evaluation)
+    counts = rates.astype(np.float64) * evaluation.bin_size
+    window = counts[:, : evaluation.n_bins]
+    train_counts = model.predict_rates(train).astype(np.float64) * train.bin_size
+    out = {"train_rates_heldin": train_counts[..., ~heldout],
+           "train_rates_heldout": train_counts[..., heldout],
+           "eval_rates_heldin": window[..., ~heldout],
+           "eval_rates_heldout": window[..., heldout]}
+    if extended is not None:
+        extra = counts[:, evaluation.n_bins:]
+        out["eval_rates_heldin_forward"] = extra[..., ~heldout]
+        out["eval_rates_heldout_forward"] = extra[..., heldout]
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
 # ---------------------------------------------------------------------- few-shot
+NEAREST_PSTH = "NearestConditionPSTH"
+
+
 def few_shot(ds: TrialDataset, models: Mapping[str, object], *, shots: int = 5, seed: int = 0,
-             max_epochs: int | None = None) -> pd.DataFrame:
+             max_epochs: int | None = None, nearest_psth: bool = True,
+             smooth_sd: float | None = None) -> pd.DataFrame:
     """Leave-one-condition-out few-shot generalization.
 
     For each condition c with trials, `shots` of its training-split trials are drawn (one
@@ -106,6 +292,11 @@ def few_shot(ds: TrialDataset, models: Mapping[str, object], *, shots: int = 5, 
     - any other model is fitted on the shots alone: all but the last, which is its validation
       set, when it stops early (it has a ``patience`` parameter, e.g. `PerConditionRNN`), or
       all of them (e.g. `PSTHBaseline`).
+
+    With `nearest_psth` (default) the table also has the obvious baseline of a model trained
+    on the other conditions, row ``NearestConditionPSTH``: the PSTH (smoothed average of the
+    training trials) of the *other* condition under which the shots are most likely (Poisson),
+    given what JEDI is given (the other conditions' training trials and the shots).
 
     The estimators given are templates: each condition fits a fresh copy with the same
     parameters (``type(m)(**m.get_params())``), so they stay unfitted. Predictions of all
@@ -123,17 +314,26 @@ def few_shot(ds: TrialDataset, models: Mapping[str, object], *, shots: int = 5, 
         Seed of the shots' draw.
     max_epochs : int, optional
         Budget of the embedding inference of shared-network models.
+    nearest_psth : bool
+        Add the ``NearestConditionPSTH`` row.
+    smooth_sd : float, optional
+        Smoothing (s) of its PSTHs (default: `PSTHBaseline`'s).
 
     Returns
     -------
     DataFrame
-        One row per model: ``model``, ``bits_per_spike``, ``psth_r2`` (pooled over conditions)
-        and ``n_trials`` (trials scored).
+        One row per model: ``model``, ``bits_per_spike``, ``psth_r2_smoothed`` (the package's
+        own PSTH R², pooled over conditions) and ``n_trials`` (trials scored).
     """
     if shots < 1:
         raise UserError(f"shots must be a positive integer, got {shots}")
+    if nearest_psth and NEAREST_PSTH in models:
+        raise UserError(f"the model name {NEAREST_PSTH!r} is the protocol's own baseline; "
+                        f"rename that model or pass nearest_psth=False")
     rng = np.random.default_rng(seed)
     predictions: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    if nearest_psth:
+        predictions[NEAREST_PSTH] = []
     scored = []
     for c in np.flatnonzero(ds.trials_per_condition() > 0):
         chosen, rest = _draw_shots(ds, int(c), shots, rng)
@@ -141,6 +341,9 @@ def few_shot(ds: TrialDataset, models: Mapping[str, object], *, shots: int = 5, 
         for name, template in models.items():
             predictions[name].append(
                 _few_shot_rates(_clone(template), ds, int(c), chosen, rest_ds, max_epochs))
+        if nearest_psth:
+            predictions[NEAREST_PSTH].append(
+                _nearest_psth_rates(ds, int(c), chosen, rest_ds, smooth_sd))
         scored.append(rest)
     target = ds.subset(np.concatenate(scored))
     rows = []
@@ -148,8 +351,10 @@ def few_shot(ds: TrialDataset, models: Mapping[str, object], *, shots: int = 5, 
         rates = np.concatenate(parts)
         rows.append({"model": name,
                      "bits_per_spike": bits_per_spike(rates, target.counts, target.bin_size),
-                     "psth_r2": psth_r2(rates, target.counts, target.condition,
-                                        target.n_conditions, target.bin_size),
+                     "psth_r2_smoothed": psth_r2_smoothed(rates, target.counts,
+                                                          target.condition,
+                                                          target.n_conditions,
+                                                          target.bin_size),
                      "n_trials": target.n_trials})
     return pd.DataFrame(rows)
 
@@ -182,6 +387,23 @@ def _few_shot_rates(model, ds: TrialDataset, c: int, shots: np.ndarray, rest: Tr
     else:
         model.fit(ds.subset(shots))
     return model.predict_rates(rest)
+
+
+def _nearest_psth_rates(ds: TrialDataset, c: int, shots: np.ndarray, rest: TrialDataset,
+                        smooth_sd: float | None) -> np.ndarray:
+    """The PSTH of the other training condition under which the shots are most likely."""
+    from nwb_jedi.model.baselines import PSTHBaseline
+
+    others = ds.subset((ds.condition != c) & (ds.split == "train"))
+    if not others.n_trials:
+        raise UserError("few-shot's nearest-condition PSTH needs training trials of other "
+                        "conditions")
+    psth = PSTHBaseline(**({} if smooth_sd is None else {"smooth_sd": smooth_sd})).fit(others)
+    counts = ds.counts[shots].astype(np.float64)  # (S, T, N)
+    expected = psth.psth_ * ds.bin_size  # (C', T, N)
+    loglik = (counts[None] * np.log(expected[:, None]) - expected[:, None]).sum(axis=(1, 2, 3))
+    best = psth.psth_[int(np.argmax(loglik))]
+    return np.broadcast_to(best, rest.counts.shape).astype(np.float32)
 
 
 def _clone(estimator):

@@ -164,8 +164,8 @@ class AnalysisReport:
         which = "held-out" if self.held_out else "all"
         s = self.scores
         lines.append(f"{which} trials ({self.scored.n_trials}): bits/spike "
-                     f"{s['bits_per_spike']:.3f}, PSTH R² {s['psth_r2']:.3f}, single-trial R² "
-                     f"{s['r2']:.3f}")
+                     f"{s['bits_per_spike']:.3f}, PSTH R² (smoothed) "
+                     f"{s['psth_r2_smoothed']:.3f}, single-trial R² {s['r2']:.3f}")
         return lines
 
     def _spectra_lines(self) -> list[str]:

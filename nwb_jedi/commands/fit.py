@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from nwb_jedi.commands import _fit_extras
 from nwb_jedi.commands._options import (
     add_model_options,
     add_output_options,
@@ -70,6 +71,7 @@ def register(subparsers) -> None:
     out.add_argument("--plots", metavar="DIR",
                      help="also write figures (PNG) to DIR (default: none)")
     add_quiet_option(out)
+    _fit_extras.add_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from nwb_jedi.model.quality import population_warning
 
     _check_arguments(args)
+    extras = _fit_extras.FitExtras.from_args(args)  # --decode, --nlb: their own checks
     model = JEDI(**model_kwargs(args), progress=progress)
     model._check_params()  # bad hyperparameters fail here, before any data is read
     model._resolve_device()  # as does an unusable --device
@@ -98,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     quiet = args.quiet or not main
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     start = time.perf_counter()
-    session, ds = _read_data(args, source, say, progress=progress and main, quiet=quiet,
-                             seed=model.seed)
+    session, ds = _read_data(args, source, say, extras, progress=progress and main,
+                             quiet=quiet, seed=model.seed)
     small = population_warning(ds.n_units, model.rank)
     if small and main and model.rank <= ds.n_units:  # (a larger rank is an error of the fit)
         print_warning(small)  # before the fit: the user may stop it
@@ -112,11 +115,12 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and model.resumed_from_epoch_ == 0:
         say(f"no checkpoint in {args.checkpoint} yet: started a new fit there")
     results = _results(model, ds)
+    extra_lines = extras.after_fit(model, ds, results, say)  # adds their metrics to results
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
                   results=results, append=args.append)
     if args.plots:
         _write_plots(model, ds, results, args.plots)
-    _print_summary(model, ds, results, args.out, time.perf_counter() - start)
+    _print_summary(model, ds, results, args.out, time.perf_counter() - start, extra_lines)
     return 0
 
 
@@ -143,8 +147,8 @@ def _source(args: argparse.Namespace) -> str:
     return args.source if args.source is not None else datasets.reaching_path()
 
 
-def _read_data(args: argparse.Namespace, source: str, say, *, progress: bool, quiet: bool,
-               seed: int):
+def _read_data(args: argparse.Namespace, source: str, say, extras, *, progress: bool,
+               quiet: bool, seed: int):
     """The session and its TrialDataset, saying which settings built it."""
     from nwb_jedi.data.conditions import ConditionMapper
     from nwb_jedi.data.presets import preset
@@ -160,11 +164,13 @@ def _read_data(args: argparse.Namespace, source: str, say, *, progress: bool, qu
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
     session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress,
-                           intervals=args.intervals)
+                           intervals=args.intervals, **extras.read_kwargs())
     if args.intervals:
         say(f"trials: the interval table {args.intervals!r} (--intervals)")
     say(describe_settings(settings, origins))
-    ds = ConditionMapper(**settings, seed=seed, verbose=not quiet).build(session)
+    mapper = ConditionMapper(**extras.mapper_kwargs(settings, say), seed=seed,
+                             verbose=not quiet)
+    ds = extras.prepare(session, mapper.build(session), seed, say)
     say(f"data: {ds}")
     return session, ds
 
@@ -182,7 +188,8 @@ def _results(model, ds):
         return compute_results(model, ds, splits=("test", "train"))
 
 
-def _print_summary(model, ds, results, out: str, seconds: float) -> None:
+def _print_summary(model, ds, results, out: str, seconds: float,
+                   extra_lines: list[str]) -> None:
     from nwb_jedi.model.quality import BASELINE, population_warning
 
     said = population_warning(ds.n_units, model.rank)  # printed before the fit
@@ -195,8 +202,9 @@ def _print_summary(model, ds, results, out: str, seconds: float) -> None:
     baseline = (f" (smoothed PSTH of the training trials: {test[BASELINE]:.3f})"
                 if BASELINE in test else "")
     print(f"held-out trials: bits/spike {test['bits_per_spike']:.3f}{baseline}, "
-          f"PSTH R² {test['psth_r2']:.3f}, single-trial R² {test['r2']:.3f}")
-    print(f"wrote {os.path.abspath(out)}")
+          f"PSTH R² (smoothed) {test['psth_r2_smoothed']:.3f}, single-trial R² "
+          f"{test['r2']:.3f}")
+    print("\n".join([*extra_lines, f"wrote {os.path.abspath(out)}"]))
     for line in results.warnings:
         if line != said:
             print_warning(line)

@@ -197,7 +197,7 @@ def _score(args, summary, session, ds, fitted, say):
                          **psth_baseline_comparison(results.rates, ds, scored)}
         s = metrics[held]
         say(f"held-out ({held}) trials: bits/spike {s['bits_per_spike']:.3f}, PSTH R² "
-            f"{s['psth_r2']:.3f}")
+            f"(smoothed) {s['psth_r2_smoothed']:.3f}")
     else:
         metrics.pop(held, None)
     results = dataclasses.replace(results, metrics=metrics,
@@ -209,7 +209,7 @@ def _write(args, fitted, ds, session, results) -> str:
     from nwb_jedi.io.write import write_results
 
     return write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite,
-                  results=results, append=args.append)
+                         results=results, append=args.append)
 
 
 def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarray:

@@ -131,6 +131,12 @@ class TrialDataset:
         Where the data came from: source, session, mapper settings, drop report, extras.
     ground_truth : dict or None
         For synthetic data: the teacher's noiseless rates, weights and inputs.
+    nlb_psth : ndarray, shape (C, T, N), or None
+        The Neural Latents Benchmark's PSTH targets, one row per row of `conditions`, in Hz:
+        all trials of each condition from 1 ms spikes smoothed with the benchmark's kernel,
+        then binned (`nwb_jedi.data.nlb.smoothed_psth` builds them from a session). When
+        present, scores include NLB's ``psth_r2_nlb``. Subsets keep it (the conditions table
+        stays whole); `select_units` keeps its neurons' columns.
     metadata : dict (read-only)
         The dict form of `provenance` (``provenance.to_dict()``). Kept for one release so
         code written against the old free-form metadata keeps working; use `provenance`.
@@ -153,6 +159,7 @@ class TrialDataset:
     trials: pd.DataFrame | None = None
     ground_truth: dict[str, Any] | None = None
     provenance: Provenance = field(default_factory=Provenance)
+    nlb_psth: np.ndarray | None = None
 
     def __init__(self, counts: np.ndarray, condition: np.ndarray, conditions: pd.DataFrame,
                  trial_id: np.ndarray, unit_id: np.ndarray, time: np.ndarray,
@@ -161,7 +168,7 @@ class TrialDataset:
                  units: pd.DataFrame | None = None, trials: pd.DataFrame | None = None,
                  metadata: Mapping[str, Any] | None = None,
                  ground_truth: Mapping[str, Any] | None = None,
-                 provenance: Provenance | None = None):
+                 provenance: Provenance | None = None, nlb_psth: np.ndarray | None = None):
         if metadata is not None and provenance is not None:
             raise ValueError("give the dataset's provenance once: provenance= or its dict form "
                              "metadata=, not both")
@@ -186,6 +193,7 @@ class TrialDataset:
         self.trials = trials if trials is not None else pd.DataFrame(
             index=pd.RangeIndex(self.n_trials))
         self.ground_truth = ground_truth
+        self.nlb_psth = None if nlb_psth is None else np.asarray(nlb_psth, dtype=np.float64)
         self.validate()
 
     @property
@@ -324,6 +332,9 @@ class TrialDataset:
             raise ValueError(f"units table has {len(self.units)} rows but there are {n} neurons")
         if len(self.trials) != k:
             raise ValueError(f"trials table has {len(self.trials)} rows but there are {k} trials")
+        if self.nlb_psth is not None and self.nlb_psth.shape != (len(self.conditions), t, n):
+            raise ValueError(f"nlb_psth has shape {self.nlb_psth.shape} but the dataset needs "
+                             f"(conditions, bins, neurons) = {(len(self.conditions), t, n)}")
 
     def _check_labels(self) -> None:
         """Condition indices point into the conditions table; split labels are known."""
@@ -396,6 +407,7 @@ class TrialDataset:
             trials=self.trials.iloc[idx].reset_index(drop=True),
             provenance=self.provenance.copy(),
             ground_truth=_subset_ground_truth(self.ground_truth, idx, self.n_trials),
+            nlb_psth=self.nlb_psth,
         )
 
     def select_units(self, indices: np.ndarray | Sequence[int]) -> TrialDataset:
@@ -409,6 +421,7 @@ class TrialDataset:
             align_time=self.align_time, bin_size=self.bin_size, split=self.split,
             behavior=self.behavior, units=self.units.iloc[idx].reset_index(drop=True),
             trials=self.trials, provenance=self.provenance.copy(), ground_truth=self.ground_truth,
+            nlb_psth=None if self.nlb_psth is None else self.nlb_psth[:, :, idx],
         )
 
     def _split(self, name: str) -> TrialDataset:

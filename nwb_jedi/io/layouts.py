@@ -150,7 +150,8 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
                          session_id: str = "synthetic-mc-maze",
                          description: str = "Synthetic data in the NLB MC_Maze layout "
                                             "(nwb_jedi.io.layouts).",
-                         compression: bool = True) -> str:
+                         compression: bool = True,
+                         timeseries: dict[str, tuple] | None = None) -> str:
     """Write spikes, trials and behavior as an NWB file in the NLB MC_Maze layout.
 
     Parameters
@@ -171,6 +172,9 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
         Brain area of each unit's electrode (default: first half PMd, second half M1).
     obs_intervals : list of N (n, 2) arrays, optional
         Default: one interval from 0 to the end of the last trial, for every unit.
+    timeseries : dict name -> (timestamps (T,), data (T, D), unit, description), optional
+        More series for ``processing/behavior``, written as plain TimeSeries in their own
+        unit (conversion 1), e.g. a simulated teacher's task output.
 
     Returns
     -------
@@ -204,6 +208,15 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
             if shared is None:
                 shared, shared_ts = series, ts
             module.add(series)
+    if timeseries:
+        module = nwb.processing.get("behavior") or nwb.create_processing_module(
+            "behavior", "Behavioral data")
+        for name, (ts, data, unit, text) in timeseries.items():
+            module.add(TimeSeries(name=name, data=compressed(np.asarray(data, np.float64),
+                                                             compression),
+                                  timestamps=compressed(np.asarray(ts, np.float64),
+                                                        compression),
+                                  unit=unit, description=text))
     return save_nwbfile(nwb, path)
 
 

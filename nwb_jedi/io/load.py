@@ -305,6 +305,19 @@ def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFram
     return pd.DataFrame(data)
 
 
+# Metrics renamed since files were first written: old name -> current name. Files keep what
+# they hold; readers show the current name, so an old file's numbers are never read as a
+# metric they are not (``psth_r2`` was the package's own PSTH R², not NLB's).
+RENAMED_METRICS = {"psth_r2": "psth_r2_smoothed"}
+
+
+def _renamed_metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table with old metric names replaced by their current ones."""
+    if "metric" in table.columns:
+        table["metric"] = [RENAMED_METRICS.get(str(m), m) for m in table["metric"]]
+    return table
+
+
 def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dict[str, Any]:
     """What `nwb-jedi show` prints: source, conditions, metrics, config, versions.
 
@@ -342,7 +355,7 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dic
                 source[key.removeprefix("source_")] = value
         conditions = _read_table(module["conditions"], exclude=("embedding",)) \
             if isinstance(module.get("conditions"), h5py.Group) else pd.DataFrame()
-        metrics = _read_table(module["metrics"]) \
+        metrics = _renamed_metrics(_read_table(module["metrics"])) \
             if isinstance(module.get("metrics"), h5py.Group) else pd.DataFrame()
         session = {}
         for key in ("identifier", "session_description", "session_start_time"):

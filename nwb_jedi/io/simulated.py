@@ -18,6 +18,12 @@ columns:
 Spikes: a bin's count ``c`` becomes ``c`` spikes on distinct 1 ms slots of the bin, drawn
 uniformly (one spike per unit and millisecond, as in the NLB files), so binning the file at
 the dataset's bin size gives back exactly its counts. No unit is held out.
+
+Behavior: ``processing/behavior/teacher_output`` is the teacher's task output (its readout,
+what the task trained it to produce; one column per output channel, named in the series'
+``description``), one sample per bin at the bin's centre, the mean of the teacher's steps in the
+bin (``ground_truth["trial_outputs"]``). Binning the file at the dataset's bin size gives it
+back exactly, so decoding it (``nwb-jedi fit ... --decode teacher_output``) has a ground truth.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from nwb_jedi.errors import UserError
 from nwb_jedi.io.layouts import write_mc_maze_layout
 
 LEAD_S = 0.25  # move_onset_time - start_time: the mc_maze preset's window start
+OUTPUT_SERIES = "teacher_output"  # the behavior series holding the teacher's task output
 RESOLUTION_S = 0.001  # spike times on a 1 ms grid, as in the NLB files
 
 _CHUNK_CELLS = 1 << 18  # (trial, bin, unit) cells per vectorized draw, bounds the memory
@@ -153,4 +160,22 @@ def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: 
     return write_mc_maze_layout(path, spikes, trials, behavior=None,
                                 heldout=np.zeros(ds.n_units, dtype=bool),
                                 locations=["teacher RNN"] * ds.n_units,
-                                session_id="synthetic-ground-truth", description=description)
+                                session_id="synthetic-ground-truth", description=description,
+                                timeseries=_teacher_output(ds, trials))
+
+
+def _teacher_output(ds: TrialDataset, trials: pd.DataFrame) -> dict[str, tuple] | None:
+    """The teacher's task output as one behavior series (see the module docstring)."""
+    truth = ds.ground_truth or {}
+    outputs = truth.get("trial_outputs")
+    if outputs is None:
+        return None
+    outputs = np.asarray(outputs, dtype=np.float64)
+    centres = trials["start_time"].to_numpy()[:, None] + (np.arange(ds.n_bins) + 0.5) * \
+        ds.bin_size
+    names = [str(n) for n in np.asarray(truth.get("output_names", []))]
+    text = (f"The teacher RNN's task output (columns: {', '.join(names) or 'outputs'}; "
+            f"arbitrary units), one sample per {ds.bin_size * 1e3:g} ms bin at its centre: the "
+            f"mean of the teacher's steps in the bin, the ground truth for decoding.")
+    return {OUTPUT_SERIES: (np.round(centres.ravel(), 6),
+                            outputs.reshape(-1, outputs.shape[-1]), "a.u.", text)}

@@ -20,6 +20,8 @@ FORMATS = {
     "nwb_jedi.PerConditionRNN": ("nwb_jedi.model.baselines", "PerConditionRNN"),
     "nwb_jedi.SharedRNN": ("nwb_jedi.model.baselines", "SharedRNN"),
     "nwb_jedi.PSTHBaseline": ("nwb_jedi.model.baselines", "PSTHBaseline"),
+    "nwb_jedi.SmoothingGLM": ("nwb_jedi.model.baselines", "SmoothingGLM"),
+    "nwb_jedi.PSTHResidualGLM": ("nwb_jedi.model.baselines", "PSTHResidualGLM"),
 }
 
 

@@ -183,7 +183,7 @@ class Estimator:
         Returns
         -------
         dict
-            ``bits_per_spike`` (vs a per-neuron mean-rate null), ``psth_r2``
+            ``bits_per_spike`` (vs a per-neuron mean-rate null), ``psth_r2_smoothed``
             (condition-averaged), ``r2`` (single trial, smoothed data), and, when `ds`
             carries ground-truth rates (synthetic data), ``r2_true`` (variance explained,
             pooled over neurons) and ``r2_true_per_neuron`` (R² averaged over neurons).

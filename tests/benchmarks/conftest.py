@@ -37,3 +37,9 @@ def load_benchmark(name: str) -> ModuleType:
 def validate() -> ModuleType:
     """``benchmarks/validate.py``."""
     return load_benchmark("validate")
+
+
+@pytest.fixture(scope="session")
+def nlb_crosscheck() -> ModuleType:
+    """``benchmarks/nlb_crosscheck.py``."""
+    return load_benchmark("nlb_crosscheck")

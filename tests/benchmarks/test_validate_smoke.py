@@ -40,14 +40,20 @@ def test_all_sections_and_report(validate, tiny, tmp_path):
     assert len(syn["fixed_points"]) == 8  # one row per sine frequency
     assert {"rho_leading", "rho_max_imag"} <= set(syn["spearman"])
     table = results["reaching"]["table"]
-    assert set(table["model"]) == {"JEDI", "PerConditionRNN", "SharedRNN", "PSTHBaseline"}
-    assert table["bps"].notna().all() and table["co_bps"].notna().all()
+    # Issue 12: co-smoothing has baselines that read the held-in neurons (co-bps only), and
+    # few-shot the nearest training condition's PSTH.
+    glms = {"SmoothingGLM", "PSTHResidualGLM"}
+    assert set(table["model"]) == {"JEDI", "PerConditionRNN", "SharedRNN", "PSTHBaseline",
+                                   *glms}
+    assert table.loc[~table["model"].isin(glms), "bps"].notna().all()
+    assert table["co_bps"].notna().all()
     assert set(results["reaching"]["fewshot"]["model"]) == {"JEDI", "PerConditionRNN",
-                                                            "PSTHBaseline"}
+                                                            "PSTHBaseline",
+                                                            "NearestConditionPSTH"}
     assert list(results["memorypro_phases"]["phase"]) == ["stimulus", "delay", "response"]
     assert set(results["reaching_phases"]["phase"]) == {"early", "late"}
     report = validate.write_report(results, tiny, tmp_path, quick=True).read_text()
-    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 4  # 4 models x 1 seed
+    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 6  # 6 models x 1 seed
     for heading in ("## 1. Synthetic", "## 2. Monkey PMd reaching", "## 3. Phases"):
         assert heading in report
     for png in ("synthetic_embeddings.png", "reaching_psth_jedi.png",

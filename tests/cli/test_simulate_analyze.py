@@ -114,3 +114,45 @@ def test_user_errors_one_line_exit_2(args, message, tmp_path, mc_maze_nwb, capsy
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert existing.read_bytes() == b"not nwb"
+
+
+def test_simulate_files_carry_the_teachers_output_for_decoding(simulated, teacher_cache,
+                                                               tmp_path, capsys):
+    from nwb_jedi.analysis.evaluation import decoding, smoothed_spike_rates
+    from nwb_jedi.data.conditions import ConditionMapper
+    from nwb_jedi.data.presets import preset
+    from nwb_jedi.io.load import read_summary
+    from nwb_jedi.io.read import read_session
+    from nwb_jedi.synthetic import make_dataset
+
+    truth = make_dataset(("sine", "memorypro"), n_units=24, trials_per_condition=4, seed=3,
+                         cache_dir=teacher_cache, max_iters=40)
+    session = read_session(simulated, behavior=["teacher_output"])
+    assert list(session.behavior) == ["teacher_output"]
+    assert session.behavior["teacher_output"].unit == "a.u."
+    kwargs = {**preset("mc_maze"), "window": (-0.25, 0.75), "behavior": ["teacher_output"]}
+    ds = ConditionMapper(**kwargs, verbose=False).build(session)
+    order = np.asarray(ds.trial_id).astype(int)
+    outputs = truth.ground_truth["trial_outputs"][order]
+    np.testing.assert_allclose(ds.behavior["teacher_output"], outputs, rtol=1e-6, atol=1e-6)
+    # Ground truth for decoding: the teacher's rates decode its output almost perfectly,
+    # smoothed spikes less well.
+    train, test = ds.split == "train", ds.split == "test"
+    scores = decoding({"truth": truth.ground_truth["trial_rates"][order],
+                       "smoothed": smoothed_spike_rates(ds.counts, ds.bin_size)},
+                      ds.behavior["teacher_output"], ds.bin_size, train, test)
+    assert scores["truth"] > 0.9
+    assert scores["smoothed"] < scores["truth"]
+
+    fitted = tmp_path / "fit.nwb"
+    rc, out, err = run_cli(["fit", str(simulated), "--preset", "mc_maze", "--window",
+                            "-0.25,0.75", *TINY, "--decode", "teacher_output", "--out",
+                            str(fitted), "--quiet"], capsys)
+    assert rc == 0, err
+    line = next(s for s in out.splitlines() if s.startswith("decoding teacher_output"))
+    assert "lag 0 ms" in line and "from JEDI's rates" in line
+    table = read_summary(fitted)["metrics"]
+    rows = table[table["metric"].str.startswith("decode_r2_teacher_output")]
+    assert set(rows["metric"]) == {"decode_r2_teacher_output",
+                                   "decode_r2_teacher_output_smoothed_spikes"}
+    assert set(rows["split"]) == {"test"} and np.isfinite(rows["value"]).all()

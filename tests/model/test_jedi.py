@@ -43,7 +43,7 @@ def test_predict_rates_shape_dtype_units(fitted, ds):
 
 def test_score_has_metrics(fitted, ds):
     scores = fitted.evaluate(ds.test)
-    for key in ("bits_per_spike", "psth_r2", "r2", "r2_true"):
+    for key in ("bits_per_spike", "psth_r2_smoothed", "r2", "r2_true"):
         assert np.isfinite(scores[key])
 
 

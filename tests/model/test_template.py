@@ -9,7 +9,13 @@ import pytest
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import NotFittedError, UserError
 from nwb_jedi.model import estimator_from_state
-from nwb_jedi.model.baselines import PerConditionRNN, PSTHBaseline, SharedRNN
+from nwb_jedi.model.baselines import (
+    PerConditionRNN,
+    PSTHBaseline,
+    PSTHResidualGLM,
+    SharedRNN,
+    SmoothingGLM,
+)
 from nwb_jedi.model.jedi import JEDI
 
 SMALL = dict(rank=2, max_epochs=4, patience=2, batch_size=8, device="cpu", seed=0)
@@ -18,6 +24,8 @@ ESTIMATORS = {
     "PerConditionRNN": lambda: PerConditionRNN(**SMALL),
     "SharedRNN": lambda: SharedRNN(**SMALL),
     "PSTHBaseline": lambda: PSTHBaseline(),
+    "SmoothingGLM": lambda: SmoothingGLM(heldout=np.arange(8) % 3 == 0),
+    "PSTHResidualGLM": lambda: PSTHResidualGLM(heldout=np.arange(8) % 3 == 0),
 }
 
 
