@@ -114,9 +114,13 @@ def run(args: argparse.Namespace) -> int:
     if asset and not args.asset:
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
-    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress)
-    mapper = ConditionMapper(**mapper_kwargs(args, default), seed=model.seed,
-                             verbose=not quiet)
+    # The fit models spikes only: the mapper resamples no behavior unless asked, and the
+    # session is read with exactly the series the mapper will use (on DANDI, 1 kHz behavior is
+    # most of a file's bytes).
+    mapper = ConditionMapper(**{"behavior": False, **mapper_kwargs(args, default)},
+                             seed=model.seed, verbose=not quiet)
+    session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress,
+                           behavior=mapper.behavior)
     ds = mapper.build(session)
     say(f"data: {ds}")
 

@@ -64,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
     # with the flags the user gave on top; from_settings refuses malformed stored settings.
     stored = Provenance.from_dict(summary.get("dataset_metadata", {})).mapper or {}
     default = {"bin_size": model.bin_size_, **stored}
-    mapper = ConditionMapper.from_settings(mapper_kwargs(args, default), verbose=not args.quiet)
+    # Inferring embeddings uses spikes only: no behavior is resampled or read (older fits
+    # stored behavior=True, which would stream every behavior series of a DANDI source).
+    settings = {**mapper_kwargs(args, default), "behavior": False}
+    mapper = ConditionMapper.from_settings(settings, verbose=not args.quiet)
     session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir,
-                           progress=not args.quiet)
+                           progress=not args.quiet, behavior=mapper.behavior)
     ds = mapper.build(session)
     check_units(model.unit_id_, ds.unit_id, args.source)
     model.progress = not args.quiet
