@@ -19,6 +19,7 @@ from nwb_jedi.errors import UserError
 EXAMPLES = """examples:
   nwb-jedi predict jedi_fit.nwb other_session.nwb --out other_jedi.nwb
   nwb-jedi predict jedi_fit.nwb DANDI:000128/0.220113.0400 --window=-0.2,0.5 --out out.nwb
+  nwb-jedi predict DANDI:000999/draft/sub-x/sub-x_ses-y-jedi-rank6.nwb my_session.nwb --out mine.nwb
 """
 
 HELP = "apply a shared JEDI model to another session"
@@ -32,7 +33,9 @@ def register(subparsers) -> None:
                     "override them), infer condition embeddings with the network frozen, "
                     "score on held-out trials and write a derived NWB file.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", metavar="FILE", help="NWB file holding the model")
+    parser.add_argument("file", metavar="FILE",
+                        help="NWB file holding the model: a local path, or where it is shared "
+                             "on DANDI (DANDI:ID/VERSION/PATH, dandiarchive.org or dandi:// URL)")
     parser.add_argument("source", metavar="SOURCE",
                         help="local .nwb file, DANDI:ID/VERSION[/PATH] or dandiarchive.org URL")
     add_source_options(parser)
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
                         f"another --out")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    model = load_model(args.file, args.module_name)
-    summary = read_summary(args.file, args.module_name)
+    model = load_model(args.file, args.module_name, cache_dir=args.cache_dir)
+    summary = read_summary(args.file, args.module_name, cache_dir=args.cache_dir)
     # The fitted mapper exactly as stored with the model (ConditionMapper.to_settings form),
     # with the flags the user gave on top; from_settings refuses malformed stored settings.
     stored = Provenance.from_dict(summary.get("dataset_metadata", {})).mapper or {}
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     path = write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite)
     held = "test" if np.any(ds.split == "test") else "val"
     scored = ds.split == held
-    seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds)
+    seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds,
+                                   args.cache_dir)
     if (scored & seen).any():
         # The same session as the model's fit: trials the network was trained on would
         # flatter the score, so they are left out of it (their embeddings still count).
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarray:
+def _trials_the_network_saw(path, module_name, summary, session, ds,
+                            cache_dir=None) -> np.ndarray:
     """Mask of the trials of `ds` that trained (or early-stopped) the model's network (the
     rule: `nwb_jedi.analysis.evaluation.trials_seen_in_training`)."""
     from nwb_jedi.analysis.evaluation import trials_seen_in_training
@@ -107,7 +112,7 @@ def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarr
     trial_ids, split = [], []
     if fitted_session and fitted_session == session_id:
         # Only then can the trials overlap, so only then are the fitted trials worth reading.
-        fitted = load_dataset(path, module_name)
+        fitted = load_dataset(path, module_name, cache_dir=cache_dir)
         trial_ids, split = fitted.trial_id, fitted.split
     return trials_seen_in_training(fitted_session, trial_ids, split, session_id, ds.trial_id)
 

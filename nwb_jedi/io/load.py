@@ -9,8 +9,10 @@ called, so reading a summary (`nwb-jedi show`) stays light.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -29,16 +31,40 @@ __all__ = ["load_model", "load_dataset", "read_summary", "find_modules"]
 _CONDITION_EXTRA = ("embedding", "n_trials")
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
-    path = os.fspath(path)
+def _is_remote(source: str | os.PathLike) -> bool:
+    """Whether `source` names a DANDI asset rather than a local file."""
+    from nwb_jedi.io.sources import parse_source
+
+    return parse_source(source).kind == "dandi"
+
+
+@contextlib.contextmanager
+def _open(source: str | os.PathLike,
+          cache_dir: str | os.PathLike | None = None) -> Iterator[tuple[h5py.File, str]]:
+    """Open a fitted file read-only: yield ``(h5py.File, label)``, the label naming it in
+    messages (the local path, or ``DANDI:<id>/<version>/<asset path>``).
+
+    Any SOURCE form `fit` accepts: a local path, or a DANDI id/URL streamed through
+    `nwb_jedi.io.sources.open_source` and its block cache, so only the blocks holding what
+    the caller reads (the model group, say) are fetched.
+    """
+    from nwb_jedi.io.sources import open_source
+
+    if _is_remote(source):
+        with open_source(source, cache_dir=cache_dir) as (h5, info):
+            yield h5, f"DANDI:{info.dandiset}/{info.version}/{info.asset_path}"
+        return
+    path = os.fspath(source)
     if not os.path.exists(path):
         raise ModelFileError(f"no such file: {path}; give the path of an NWB file written by "
                              f"nwb_jedi")
     try:
-        return h5py.File(path, "r")
+        h5 = h5py.File(path, "r")
     except OSError as err:
         raise ModelFileError(f"{path} is not a readable HDF5/NWB file ({err}); check the "
                              f"path and that the file is complete") from None
+    with h5:
+        yield h5, path
 
 
 def _type_of(obj) -> str:
@@ -175,7 +201,8 @@ def _read_model_group(group: h5py.Group) -> tuple[dict, dict[str, np.ndarray]]:
     return {**config, **fit_state}, tensors
 
 
-def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estimator:
+def load_model(path: str | os.PathLike, module_name: str | None = None, *,
+               cache_dir: str | os.PathLike | None = None) -> Estimator:
     """Rebuild the fitted estimator stored in an NWB file by `write_results`.
 
     The class is chosen by the ``format`` name in the stored config
@@ -188,9 +215,13 @@ def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estim
     Parameters
     ----------
     path : str or path
-        The NWB file.
+        The NWB file: a local path or any DANDI SOURCE that ``nwb-jedi fit`` accepts
+        (``DANDI:<id>/<version>/<asset path>``, a dandiarchive.org URL, ``dandi://...``),
+        streamed through the verified block cache.
     module_name : str, optional
         Processing module holding the model; needed only when the file holds several.
+    cache_dir : str or path, optional
+        Block cache for streamed files (default ``$NWB_JEDI_CACHE`` or the platform cache).
 
     Returns
     -------
@@ -202,27 +233,33 @@ def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estim
     ------
     ModelFileError
         No model in the file, or a model that is damaged or unsafe to load.
+    SourceError
+        A DANDI SOURCE that cannot be resolved or read.
     """
     # torch comes with the model layer: imported here so that reading anything else from a
     # file (`read_summary`, `load_dataset`) never pays for it.
     from nwb_jedi.model import estimator_from_state
 
-    path = os.fspath(path)
-    with _open(path) as h5:
-        module = _module(h5, path, module_name)
+    with _open(path, cache_dir) as (h5, label):
+        module = _module(h5, label, module_name)
         config, tensors = _read_model_group(module["model"])
     return estimator_from_state(config, tensors)
 
 
-def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> TrialDataset:
+def load_dataset(path: str | os.PathLike, module_name: str | None = None, *,
+                 cache_dir: str | os.PathLike | None = None) -> TrialDataset:
     """Rebuild the TrialDataset a model in an NWB file was fitted to (counts exact).
 
     Parameters
     ----------
     path : str or path
-        The NWB file.
+        The NWB file: a local path or any DANDI SOURCE that ``nwb-jedi fit`` accepts
+        (``DANDI:<id>/<version>/<asset path>``, a dandiarchive.org URL, ``dandi://...``),
+        streamed through the verified block cache.
     module_name : str, optional
         Processing module holding the model; needed only when the file holds several.
+    cache_dir : str or path, optional
+        Block cache for streamed files (default ``$NWB_JEDI_CACHE`` or the platform cache).
 
     Returns
     -------
@@ -235,9 +272,8 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> Tri
     ModelFileError
         No model in the file, or modelled data that are missing, damaged or unsafe to read.
     """
-    path = os.fspath(path)
-    with _open(path) as h5:
-        module = _module(h5, path, module_name)
+    with _open(path, cache_dir) as (h5, label):
+        module = _module(h5, label, module_name)
         where = module.name
         for part in ("conditions", "trials", "binned_counts"):
             if not isinstance(module.get(part), h5py.Group):
@@ -266,7 +302,7 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> Tri
                             trial_id=trial_id, unit_id=unit_ids, time=time, align_time=align,
                             bin_size=float(bin_size), split=split, metadata=metadata)
     except ValueError as err:
-        raise ModelFileError(f"the modelled data in {path} are inconsistent ({err}); the file "
+        raise ModelFileError(f"the modelled data in {label} are inconsistent ({err}); the file "
                              f"is damaged") from None
 
 
@@ -288,20 +324,26 @@ def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFram
     return pd.DataFrame(data)
 
 
-def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dict[str, Any]:
+def read_summary(path: str | os.PathLike, module_name: str | None = None, *,
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """What `nwb-jedi show` prints: source, conditions, metrics, config, versions.
 
     Parameters
     ----------
     path : str or path
-        The NWB file.
+        The NWB file: a local path or any DANDI SOURCE that ``nwb-jedi fit`` accepts
+        (``DANDI:<id>/<version>/<asset path>``, a dandiarchive.org URL, ``dandi://...``),
+        streamed through the verified block cache.
     module_name : str, optional
         Processing module holding the model; needed only when the file holds several.
+    cache_dir : str or path, optional
+        Block cache for streamed files (default ``$NWB_JEDI_CACHE`` or the platform cache).
 
     Returns
     -------
     dict
-        ``path``, ``module``, ``modules`` (all JEDI modules of the file), ``session``,
+        ``path`` (absolute for a local file, ``DANDI:<id>/<version>/<asset path>`` for a
+        streamed one), ``module``, ``modules`` (all JEDI modules of the file), ``session``,
         ``source`` (provenance of the modelled data), ``nwb_jedi_version``,
         ``torch_version``, ``config`` (with the fit state), ``n_parameters``, ``conditions``
         and ``metrics`` (DataFrames), and, when the modelled counts are stored, ``data_shape``
@@ -312,9 +354,8 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dic
     ModelFileError
         No model in the file, or a model that is damaged or unsafe to read.
     """
-    path = os.fspath(path)
-    with _open(path) as h5:
-        module = _module(h5, path, module_name)
+    with _open(path, cache_dir) as (h5, label):
+        module = _module(h5, label, module_name)
         model_group = module["model"]
         config, tensors = _read_model_group(model_group)
         source = {}
@@ -334,7 +375,8 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dic
         if isinstance(h5.get("general/session_id"), h5py.Dataset):
             session["session_id"] = _scalar_text(h5["general/session_id"])
         info = {
-            "path": os.path.abspath(path), "module": module.name.rsplit("/", 1)[-1],
+            "path": label if _is_remote(path) else os.path.abspath(label),
+            "module": module.name.rsplit("/", 1)[-1],
             "modules": find_modules(h5), "session": session, "source": source,
             "nwb_jedi_version": _attr_text(model_group, "nwb_jedi_version",
                                            model_group.name, required=False),
