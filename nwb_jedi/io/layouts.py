@@ -24,7 +24,14 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from nwb_jedi.io.nwbfile import add_trials, add_units, compressed, new_nwbfile, save_nwbfile
+from nwb_jedi.io.nwbfile import (
+    add_trials,
+    add_units,
+    compressed,
+    generated_by,
+    new_nwbfile,
+    save_nwbfile,
+)
 
 MC_MAZE_TRIAL_COLUMNS = {
     "move_onset_time": "time of movement onset (s)",
@@ -269,7 +276,7 @@ def _new_file(session_id: str, description: str):
     return new_nwbfile(session_description=description,
                        session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc),
                        session_id=session_id, lab="synthetic", institution="nwb_jedi",
-                       experimenter=["nwb_jedi.io.layouts"],
+                       experimenter=["nwb_jedi.io.layouts"], **generated_by(),
                        subject={"subject_id": "synthetic", "species": "Macaca mulatta",
                                 "sex": "U",
                                 "description": "simulated data: no animal was recorded; the "

@@ -279,20 +279,21 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None, *,
             if not isinstance(module.get(part), h5py.Group):
                 raise ModelFileError(f"{where}/{part} is missing; the file is damaged or was "
                                      f"not written by nwb_jedi")
-        binned = module["binned_counts"]
-        counts = np.asarray(_read_numeric(_dataset(binned, "counts", binned.name), "biuf",
-                                          "counts"), dtype=np.float32)
-        time = np.asarray(_read_numeric(_dataset(binned, "bin_centers", binned.name), "f",
-                                        "bin_centers"), dtype=np.float64)
-        unit_ids = _read_ids(_dataset(binned, "unit_ids", binned.name), "unit_ids")
-        bin_size = binned.attrs.get("bin_size")
+        described = _modelled_data_group(module)
+        time = np.asarray(_read_numeric(_dataset(described, "bin_centers", described.name),
+                                        "f", "bin_centers"), dtype=np.float64)
+        unit_ids = _read_ids(_dataset(described, "unit_ids", described.name), "unit_ids")
+        bin_size = described.attrs.get("bin_size")
         if not isinstance(bin_size, float | np.floating):
-            raise ModelFileError(f"{binned.name} has no numeric bin_size; the file is damaged")
-        metadata = _json(_read_text(_dataset(binned, "dataset_metadata", binned.name),
+            raise ModelFileError(f"{described.name} has no numeric bin_size; the file is "
+                                 f"damaged")
+        metadata = _json(_read_text(_dataset(described, "dataset_metadata", described.name),
                                     "dataset_metadata"), "dataset_metadata")
         conditions = _read_table(module["conditions"], exclude=_CONDITION_EXTRA)
         trials = module["trials"]
         trial_id = _read_ids(_dataset(trials, "trial_id", trials.name), "trial_id")
+        counts = _read_counts(module["binned_counts"], trials,
+                              (len(trial_id), len(time), len(unit_ids)))
         condition = _read_numeric(_dataset(trials, "condition", trials.name), "iu",
                                   "condition")
         split = _read_text(_dataset(trials, "split", trials.name), "split")
@@ -304,6 +305,48 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None, *,
     except ValueError as err:
         raise ModelFileError(f"the modelled data in {label} are inconsistent ({err}); the file "
                              f"is damaged") from None
+
+
+def _modelled_data_group(module: h5py.Group) -> h5py.Group:
+    """The group holding bin size, bin centers, unit ids and dataset settings: `modelled_data`
+    (ndx-jedi 0.2), or the counts group itself in files of ndx-jedi 0.1 (JEDIBinnedCounts)."""
+    binned = module.get("binned_counts")
+    if _type_of(binned) == "JEDIBinnedCounts":
+        return binned
+    described = module.get("modelled_data")
+    if not isinstance(described, h5py.Group) or _type_of(described) != "JEDIModelledData":
+        raise ModelFileError(f"{module.name}/modelled_data is missing; the file is damaged or "
+                             f"was not written by nwb_jedi")
+    return described
+
+
+def _read_counts(binned: h5py.Group, trials: h5py.Group,
+                 shape: tuple[int, int, int]) -> np.ndarray:
+    """The modelled counts, trials x bins x units, from either layout; the stored shape is
+    checked against the trials, bins and units before anything is read."""
+    n_trials, n_bins, n_units = shape
+    if _type_of(binned) == "JEDIBinnedCounts":  # ndx-jedi 0.1: stored as modelled
+        counts = _dataset(binned, "counts", binned.name)
+        if counts.shape != shape:
+            raise _shape_error(counts, shape)
+        return np.asarray(_read_numeric(counts, "biuf", "counts"), dtype=np.float32)
+    if _type_of(binned) != "BinnedAlignedSpikes":
+        raise ModelFileError(f"{binned.name} is neither a BinnedAlignedSpikes nor a "
+                             f"JEDIBinnedCounts; the file was not written by nwb_jedi")
+    data = _dataset(binned, "data", binned.name)
+    if data.shape != (n_units, n_trials, n_bins):
+        raise _shape_error(data, (n_units, n_trials, n_bins))
+    event = np.asarray(_read_numeric(_dataset(trials, "event", trials.name), "iu", "event"))
+    if event.shape != (n_trials,) or not np.array_equal(np.sort(event), np.arange(n_trials)):
+        raise ModelFileError(f"{trials.name}/event does not map the trials one to one onto "
+                             f"the events of {binned.name}; the file is damaged")
+    values = np.asarray(_read_numeric(data, "biuf", "counts"))
+    return np.ascontiguousarray(values[:, event, :].transpose(1, 2, 0), dtype=np.float32)
+
+
+def _shape_error(ds: h5py.Dataset, expected: tuple[int, ...]) -> ModelFileError:
+    return ModelFileError(f"{ds.name} has shape {ds.shape}, but the trials, bins and units "
+                          f"stored with it make {expected}; the file is damaged")
 
 
 def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -385,10 +428,24 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None, *,
             "config": config, "n_parameters": int(sum(t.size for t in tensors.values())),
             "conditions": conditions, "metrics": metrics,
         }
-        binned = module.get("binned_counts")
-        if isinstance(binned, h5py.Group) and isinstance(binned.get("counts"), h5py.Dataset):
-            info["data_shape"] = tuple(binned["counts"].shape)
-            info["dataset_metadata"] = _json(_read_text(binned["dataset_metadata"],
-                                                        "dataset_metadata"),
-                                             "dataset_metadata")
+        info.update(_modelled_summary(module))
     return info
+
+
+def _modelled_summary(module: h5py.Group) -> dict[str, Any]:
+    """``data_shape`` (trials, bins, units) and ``dataset_metadata`` of the modelled data,
+    read without the counts; empty when the module stores none."""
+    binned = module.get("binned_counts")
+    if not isinstance(binned, h5py.Group):
+        return {}
+    if isinstance(binned.get("counts"), h5py.Dataset):  # ndx-jedi 0.1
+        shape, described = tuple(binned["counts"].shape), binned
+    elif isinstance(binned.get("data"), h5py.Dataset) and \
+            isinstance(module.get("modelled_data"), h5py.Group):
+        n_units, n_trials, n_bins = binned["data"].shape
+        shape, described = (n_trials, n_bins, n_units), module["modelled_data"]
+    else:
+        return {}
+    metadata = _json(_read_text(_dataset(described, "dataset_metadata", described.name),
+                                "dataset_metadata"), "dataset_metadata")
+    return {"data_shape": shape, "dataset_metadata": metadata}
