@@ -18,6 +18,7 @@ from nwb_jedi.commands._options import (
     preset_asset,
     progress_enabled,
 )
+from nwb_jedi.commands._sharing import add_sharing_options, sharing_kwargs
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -61,6 +62,7 @@ def register(subparsers) -> None:
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
     out.add_argument("--plots", metavar="DIR", help="also write figures (PNG) to DIR")
     add_quiet_option(out)
+    add_sharing_options(parser, "jedi-rank<R>")
     parser.set_defaults(func=run)
 
 
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and not args.checkpoint:
         raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
+    sharing = sharing_kwargs(args)
     if args.plots and os.path.exists(args.plots) and not os.path.isdir(args.plots):
         raise UserError(f"--plots {args.plots} is a file; give a directory for the figures")
     # Checks that cost nothing come before reading data or fitting.
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     # One prediction of every trial gives the stored rates and the scores of both splits.
     results = compute_results(model, ds, splits=("test", "train"))
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
-                  results=results)
+                  results=results, **sharing)
     if args.plots:
         _write_plots(model, ds, results, args.plots)
 

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from nwb_jedi.commands._options import add_mapper_options, add_source_options, mapper_kwargs
+from nwb_jedi.commands._sharing import add_sharing_options, sharing_kwargs
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -47,12 +48,14 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="OUT", help="output NWB file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_sharing_options(parser, "the model's label + -predict, e.g. jedi-rank6-predict")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.data.conditions import ConditionMapper
     from nwb_jedi.data.provenance import Provenance
+    from nwb_jedi.io.dandi_metadata import default_label
     from nwb_jedi.io.load import load_model, read_summary
     from nwb_jedi.io.read import read_session
     from nwb_jedi.io.write import write_results
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
                         f"another --out")
+    sharing = sharing_kwargs(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     model = load_model(args.file, args.module_name, cache_dir=args.cache_dir)
     summary = read_summary(args.file, args.module_name, cache_dir=args.cache_dir)
@@ -80,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         f" training trials (network frozen)")
     fitted = model.infer_embeddings(ds.train, val=ds.val if np.any(ds.split == "val") else None,
                                     max_epochs=args.epochs)
-    path = write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite)
+    sharing.setdefault("label", f"{default_label(fitted.get_state()[0])}-predict")
+    path = write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite,
+                         **sharing)
     held = "test" if np.any(ds.split == "test") else "val"
     scored = ds.split == held
     seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds,
@@ -105,9 +111,14 @@ def _trials_the_network_saw(path, module_name, summary, session, ds,
     """Mask of the trials of `ds` that trained (or early-stopped) the model's network (the
     rule: `nwb_jedi.analysis.evaluation.trials_seen_in_training`)."""
     from nwb_jedi.analysis.evaluation import trials_seen_in_training
+    from nwb_jedi.data.provenance import Provenance
     from nwb_jedi.io.load import load_dataset
 
-    fitted_session = (summary.get("session") or {}).get("session_id")
+    # The fitted session as the model's provenance records it: a derived file's own
+    # session_id carries a label (`<session>-jedi-rank6`, for `dandi organize`).
+    recorded = Provenance.from_dict(summary.get("dataset_metadata", {})).session
+    fitted_session = recorded.get("session_id") or (summary.get("session") or {}).get(
+        "session_id")
     session_id = session.metadata.get("session_id")
     trial_ids, split = [], []
     if fitted_session and fitted_session == session_id:

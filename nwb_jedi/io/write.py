@@ -54,6 +54,14 @@ from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.data.session import Session
 from nwb_jedi.errors import UserError
 from nwb_jedi.io import ndx
+from nwb_jedi.io.dandi_metadata import (
+    SUBJECT_FIELDS,
+    clean_label,
+    default_label,
+    derived_session_id,
+    merge_subject,
+    warn_dandi_gaps,
+)
 from nwb_jedi.io.load import _scalar_text
 from nwb_jedi.io.nwbfile import (
     add_trials,
@@ -97,7 +105,8 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
                   source: str | os.PathLike | Session | None = None, append: bool = False,
                   module_name: str = "jedi", overwrite: bool = False,
                   metrics: Mapping[str, Mapping[str, float]] | None = None,
-                  results: FitResults | None = None) -> str:
+                  results: FitResults | None = None,
+                  subject: Mapping[str, Any] | None = None, label: str | None = None) -> str:
     """Write a fitted model, the data it modelled and its results into an NWB file.
 
     Parameters
@@ -111,8 +120,9 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
     source : SOURCE string, path or Session, optional
         The session the data came from. Default mode: its session metadata, subject, the
         modelled units (ids, spike times) and trials are copied into a new derived file
-        (same ``session_id``, new ``identifier``). Without it a minimal file is written from
-        the dataset alone (session metadata from ``dataset.provenance`` where present).
+        (new ``identifier``; ``session_id`` the source's followed by `label`). Without it a
+        minimal file is written from the dataset alone (session metadata from
+        ``dataset.provenance`` where present).
     append : bool
         Instead of a derived file, add the processing module to a copy of a local NWB file:
         `source` (a local path; default `out_path` itself, edited in place). The copy is
@@ -129,6 +139,15 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
         `nwb_jedi.model.results.compute_results(model, dataset)`, when the caller already
         has it: then nothing is predicted again and the model is not used. Default: computed
         here.
+    subject : dict, optional
+        Subject fields the source lacks (``age``, ``date_of_birth``, ``species``, ...), for
+        the derived file: DANDI requires an age or a date of birth, and nothing is invented
+        (see `nwb_jedi.io.dandi_metadata`). A field that contradicts the source is refused.
+        When a field DANDI requires is still missing, a `DandiMetadataWarning` says so.
+    label : str, optional
+        Names this output among others of the same session: the derived file's
+        ``session_id`` is ``<source session id>-<label>``, which ``dandi organize`` puts in
+        the file name (default ``<model>-rank<R>``, e.g. ``jedi-rank6``).
 
     Returns
     -------
@@ -139,7 +158,8 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
     ------
     UserError
         Unfitted model, data the model does not fit, results of other data, an existing
-        output without `overwrite`, a bad module name, or appending to a non-local source.
+        output without `overwrite`, a bad module name, appending to a non-local source, or
+        `subject`/`label` with `append` (an appended file keeps its metadata).
     """
     if not isinstance(module_name, str) or not _MODULE_NAME.fullmatch(module_name):
         raise UserError(f"module_name must be snake_case (lowercase letters, digits, _), got "
@@ -159,11 +179,17 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
     elif metrics is not None:
         results = dataclasses.replace(results, metrics={s: dict(v) for s, v in metrics.items()})
     results.check_matches(dataset)
-    session = None
+    session, header = None, {}
     if append:
+        if subject or label:
+            raise UserError("subject and label apply to derived files; appending keeps the "
+                            "file's own session and subject metadata as they are")
         session_source = _read_source_info(base)
     else:
         session, session_source = _session_and_source(source, dataset, out_path)
+        meta = dict(session.metadata) if session is not None else \
+            dict(dataset.provenance.session)
+        header = _derived_header(meta, subject, label or default_label(results.config))
     contents = Contents(results, dataset, session_source)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     # Without overwrite the final rename is exclusive: a file that appeared at out_path while
@@ -172,9 +198,11 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
         if append:
             _append_module(base, tmp, contents, module_name)
         else:
-            nwbfile = _derived_file(dataset, session)
+            nwbfile = _derived_file(dataset, session, header)
             _add_module(nwbfile, contents.build(nwbfile), module_name)
             _write_nwb(nwbfile, tmp)
+    if not append:
+        warn_dandi_gaps(out_path, header.get("subject"))
     return out_path
 
 
@@ -631,25 +659,39 @@ def _json_default(value):
 
 
 # ---------------------------------------------------------------------------------- derived file
-def _derived_file(ds: TrialDataset, session: Session | None):
-    """A new NWBFile for the same session, with the modelled units and trials copied in."""
-    meta = dict(session.metadata) if session is not None else dict(ds.provenance.session)
+def _derived_header(meta: Mapping[str, Any], subject: Mapping[str, Any] | None,
+                    label: str) -> dict[str, Any]:
+    """The NWBFile arguments of a derived file: the source's session metadata, its subject
+    (plus the given fields; nothing invented) and a session id naming this output."""
+    label = clean_label(label)
     start = _parse_time(meta.get("session_start_time"))
     described = meta.get("session_description") or "session"
     fields: dict[str, Any] = {}
-    for key in ("session_id", "institution", "lab", "experiment_description", "protocol",
-                "notes"):
+    for key in ("institution", "lab", "experiment_description", "protocol", "notes"):
         if isinstance(meta.get(key), str) and meta[key]:
             fields[key] = meta[key]
     for key in ("experimenter", "related_publications", "keywords"):
         value = meta.get(key)
         if value:
             fields[key] = [str(v) for v in (value if isinstance(value, list) else [value])]
-    nwbfile = new_nwbfile(
-        session_description=f"JEDI results for: {described}" if start is not None else
-        f"JEDI results for: {described} (session start time unknown; set to 1970-01-01)",
-        session_start_time=start or _UNKNOWN_START, subject=_subject(meta.get("subject")),
-        **generated_by(), **fields)
+    source_id = meta.get("session_id") if isinstance(meta.get("session_id"), str) else None
+    merged = merge_subject(_source_subject(meta.get("subject")), subject)
+    if merged is not None and isinstance(merged.get("date_of_birth"), str):
+        birth = _parse_time(merged["date_of_birth"])
+        if birth is None:
+            raise UserError(f"subject date_of_birth {merged['date_of_birth']!r} is not an ISO "
+                            f"8601 date; write e.g. 2019-05-01")
+        merged["date_of_birth"] = birth
+    what = f"JEDI results ({label}) for: {described}"
+    return {"session_description": what if start is not None else
+            f"{what} (session start time unknown; set to 1970-01-01)",
+            "session_start_time": start or _UNKNOWN_START, "subject": merged,
+            "session_id": derived_session_id(source_id, label), **fields}
+
+
+def _derived_file(ds: TrialDataset, session: Session | None, header: Mapping[str, Any]):
+    """A new NWBFile for the same session, with the modelled units and trials copied in."""
+    nwbfile = new_nwbfile(**header, **generated_by())
     if session is not None:
         _copy_units(nwbfile, ds, session)
         _copy_trials(nwbfile, ds, session)
@@ -668,23 +710,16 @@ def _parse_time(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _subject(meta) -> dict[str, Any] | None:
-    """The fields of the source's subject that NWB accepts, or None without a subject."""
+def _source_subject(meta) -> dict[str, Any] | None:
+    """The fields of the source's subject that NWB accepts, as the source has them."""
     if not isinstance(meta, Mapping) or not meta:
         return None
-    fields = {}
-    for key in ("subject_id", "species", "sex", "age", "genotype", "description", "strain",
-                "weight"):
-        value = meta.get(key)
-        if isinstance(value, str) and value:
-            fields[key] = value
+    fields: dict[str, Any] = {key: meta[key] for key in SUBJECT_FIELDS
+                              if key != "date_of_birth" and isinstance(meta.get(key), str)
+                              and meta[key]}
     birth = _parse_time(meta.get("date_of_birth"))
     if birth is not None:
         fields["date_of_birth"] = birth
-    # NWB's explicit "unknown" values, so the copy is complete without inventing facts.
-    fields.setdefault("sex", "U")
-    if "age" not in fields and "date_of_birth" not in fields:
-        fields["age"] = "P0D/"  # an open range: age unknown
     return fields
 
 

@@ -33,7 +33,10 @@ def test_derived_file_copies_session_units_and_trials(maze_fit, written, mc_maze
     _, ds, session = maze_fit
     with NWBHDF5IO(written["derived"], "r") as io:
         out = io.read()
-        assert out.session_id == session.metadata["session_id"]
+        # Issue 13: the derived file's session_id names it (dandi organize's file name); the
+        # source's is kept in the modelled data's provenance.
+        assert out.session_id == f"{session.metadata['session_id']}-jedi-rank2"
+        assert ds.provenance.session["session_id"] == session.metadata["session_id"]
         assert out.identifier != session.metadata["identifier"]
         assert out.subject.subject_id == session.metadata["subject"]["subject_id"]
         assert out.units.resolution == session.time_resolution
