@@ -429,6 +429,10 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None, *,
             "conditions": conditions, "metrics": metrics,
         }
         info.update(_modelled_summary(module))
+    # The source session's id (a derived file's own session_id carries a label).
+    recorded = info.get("dataset_metadata", {}).get("session")
+    if isinstance(recorded, dict) and isinstance(recorded.get("session_id"), str):
+        source["session_id"] = recorded["session_id"]
     return info
 
 
