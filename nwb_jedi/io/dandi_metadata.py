@@ -113,11 +113,15 @@ def warn_dandi_gaps(path: str, subject: Mapping[str, Any] | None) -> None:
         how.append("its age with --subject-age (ISO 8601, e.g. P90D or P5Y/P8Y) or "
                    "write_results(subject={'age': ...})")
     others = [g for g in gaps if g != "age"]
-    if others:
+    if others == ["subject"]:
+        how.append("one with write_results(subject={'subject_id': ..., 'species': ..., "
+                   "'age': ...})")
+    elif others:
         how.append(f"{', '.join(others)} with write_results(subject={{...}})")
-    warnings.warn(f"the source session's subject has no {' or '.join(gaps)}, so `dandi "
-                  f"validate` will refuse {path} (nothing is invented); give "
-                  f"{'; and '.join(how)}", DandiMetadataWarning, stacklevel=3)
+    what = ("the source session gives no subject" if gaps == ["subject"] else
+            f"the source session's subject has no {' or '.join(gaps)}")
+    warnings.warn(f"{what}, so `dandi validate` will refuse {path} (nothing is invented); "
+                  f"give {'; and '.join(how)}", DandiMetadataWarning, stacklevel=3)
 
 
 def default_label(config: Mapping[str, Any]) -> str:

@@ -101,3 +101,15 @@ def test_append_keeps_the_file_metadata_and_refuses_subject_or_label(maze_fit, m
         write_results(model, ds, path, append=True, subject={"age": "P1Y"})
     with pytest.raises(UserError, match="apply to derived files"):
         write_results(model, ds, path, append=True, label="x")
+
+
+def test_a_file_without_any_subject_says_so(arrays_fit, tmp_path):
+    model, ds = arrays_fit
+    bare = dataclasses.replace(ds)
+    bare.metadata = {}
+    with pytest.warns(DandiMetadataWarning, match=r"gives no subject.*subject_id.*species"):
+        write_results(model, bare, tmp_path / "bare.nwb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DandiMetadataWarning)
+        write_results(model, bare, tmp_path / "given.nwb", subject={
+            "subject_id": "m1", "species": "Mus musculus", "age": "P90D"})
