@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   nwb-jedi analyze jedi_fit.nwb                        # figures into jedi_fit_analysis/
   nwb-jedi analyze jedi_fit.nwb --out figures --fixed-point-conditions all
   nwb-jedi analyze jedi_fit.nwb --fixed-point-conditions reach1,reach5
+  nwb-jedi analyze DANDI:000999/draft/sub-x/sub-x_ses-y-jedi-rank6.nwb --out figures
 
 Each spectrum is drawn against its own stability boundary: J's eigenvalues against the line
 Re λ = 1 (the model is x' = -x + J tanh(x) + b), the step Jacobian's against the unit circle.
@@ -46,10 +47,13 @@ def register(subparsers) -> None:
                     "the embedding geometry and the fit, print a short summary and write the "
                     "figures as PNG.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter))
-    parser.add_argument("file", metavar="FILE", help="NWB file holding a fitted JEDI model")
+    parser.add_argument("file", metavar="FILE",
+                        help="NWB file holding a fitted JEDI model: a local path, or a DANDI "
+                             "asset (DANDI:ID/VERSION/PATH, dandiarchive.org or dandi:// URL)")
     parser.add_argument("--out", metavar="DIR",
                         help="directory for the figures and summary.txt (default: "
-                             "FILE's name + _analysis)")
+                             "FILE's name + _analysis, in the working directory for a DANDI "
+                             "FILE)")
     parser.add_argument("--module-name", metavar="NAME",
                         help="processing module holding the model (when there are several)")
     parser.add_argument("--fixed-point-conditions", default="auto", metavar="WHICH",
@@ -59,6 +63,9 @@ def register(subparsers) -> None:
                              "labels; the summary says which (default auto)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the fixed-point search (default 0)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="where streamed DANDI data are cached (default $NWB_JEDI_CACHE or "
+                             "the platform cache dir)")
     add_quiet_option(parser)
     parser.set_defaults(func=run)
 
@@ -69,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = _check_arguments(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    model = load_model(args.file, args.module_name)
-    ds = load_dataset(args.file, args.module_name)
+    model = load_model(args.file, args.module_name, cache_dir=args.cache_dir)
+    ds = load_dataset(args.file, args.module_name, cache_dir=args.cache_dir)
     os.makedirs(out, exist_ok=True)
     report = analysis_report(model, ds, fixed_point_conditions=_fixed_point_conditions(args),
                              seed=args.seed, log=say)
@@ -131,12 +138,27 @@ def _described_conditions(path: str, report, ds):
 def _check_arguments(args: argparse.Namespace) -> str:
     """Refuse bad arguments before anything is read; return the output directory."""
     _fixed_point_conditions(args)
-    if not os.path.exists(args.file):
-        raise UserError(f"no such file: {args.file}; give an NWB file written by nwb-jedi fit")
-    out = args.out or os.path.splitext(args.file)[0] + "_analysis"
+    from nwb_jedi.io.sources import parse_source
+
+    if parse_source(args.file).kind == "local" and not os.path.exists(args.file):
+        raise UserError(f"no such file: {args.file}; give an NWB file written by nwb-jedi fit, "
+                        f"or where it is shared on DANDI (DANDI:ID/VERSION/PATH)")
+    out = args.out or _default_out(args.file)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file; give a directory for the figures")
     return out
+
+
+def _default_out(file: str) -> str:
+    """FILE's name + _analysis: next to a local FILE, in the working directory for a DANDI
+    one (named after its asset, or its dandiset when the SOURCE names no asset)."""
+    from nwb_jedi.io.sources import parse_source
+
+    parsed = parse_source(file)
+    if parsed.kind == "local":
+        return os.path.splitext(file)[0] + "_analysis"
+    name = os.path.basename(parsed.asset_path or "") or f"dandi_{parsed.dandiset}"
+    return os.path.splitext(name)[0] + "_analysis"
 
 
 def write_figures(report, out: str, conditions=None) -> list[str]:

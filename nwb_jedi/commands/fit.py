@@ -23,6 +23,7 @@ from nwb_jedi.commands._options import (
     print_warning,
     progress_enabled,
 )
+from nwb_jedi.commands._sharing import add_sharing_options, sharing_kwargs
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -72,6 +73,7 @@ def register(subparsers) -> None:
                      help="also write figures (PNG) to DIR (default: none)")
     add_quiet_option(out)
     _fit_extras.add_options(parser)
+    add_sharing_options(parser, "jedi-rank<R>")
     parser.set_defaults(func=run)
 
 
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_arguments(args)
     extras = _fit_extras.FitExtras.from_args(args)  # --decode, --nlb: their own checks
+    sharing = sharing_kwargs(args)  # a malformed --subject-age or --label fails at once
     model = JEDI(**model_kwargs(args), progress=progress)
     model._check_params()  # bad hyperparameters fail here, before any data is read
     model._resolve_device()  # as does an unusable --device
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     results = _results(model, ds)
     extra_lines = extras.after_fit(model, ds, results, say)  # adds their metrics to results
     write_results(model, ds, args.out, source=session, overwrite=args.overwrite,
-                  results=results, append=args.append)
+                  results=results, append=args.append, **sharing)
     if args.plots:
         _write_plots(model, ds, results, args.plots)
     _print_summary(model, ds, results, args.out, time.perf_counter() - start, extra_lines)
@@ -163,16 +166,29 @@ def _read_data(args: argparse.Namespace, source: str, say, extras, *, progress: 
     if asset and not args.asset:
         say(f"preset {args.preset}: fitting the asset matching {asset!r} (choose another with "
             f"--asset PATH)")
+    # The fit models spikes only: the mapper resamples no behavior unless asked (--decode),
+    # and the session is read with exactly the series used (on DANDI, 1 kHz behavior is most
+    # of a file's bytes).
+    kwargs = extras.mapper_kwargs({"behavior": False, **settings}, say)
     session = read_session(source, asset=asset, cache_dir=args.cache_dir, progress=progress,
-                           intervals=args.intervals, **extras.read_kwargs())
+                           intervals=args.intervals,
+                           behavior=_series_to_read(kwargs["behavior"], extras))
     if args.intervals:
         say(f"trials: the interval table {args.intervals!r} (--intervals)")
     say(describe_settings(settings, origins))
-    mapper = ConditionMapper(**extras.mapper_kwargs(settings, say), seed=seed,
-                             verbose=not quiet)
+    mapper = ConditionMapper(**kwargs, seed=seed, verbose=not quiet)
     ds = extras.prepare(session, mapper.build(session), seed, say)
     say(f"data: {ds}")
     return session, ds
+
+
+def _series_to_read(binned, extras) -> bool | list[str]:
+    """The behavior series `read_session` must read: those the mapper bins, and those the
+    --decode/--nlb steps need (False: none)."""
+    if binned is True:
+        return True
+    wanted = [*(binned or []), *extras.read_kwargs().get("behavior", [])]
+    return list(dict.fromkeys(wanted)) or False
 
 
 def _results(model, ds):

@@ -32,6 +32,7 @@ from nwb_jedi.commands._options import (
     print_warning,
     progress_enabled,
 )
+from nwb_jedi.commands._sharing import add_sharing_options, sharing_kwargs
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -39,6 +40,8 @@ EXAMPLES = """examples:
   nwb-jedi predict jedi_fit.nwb DANDI:000128/0.220113.0400 --window -0.2,0.5 --out out.nwb
   nwb-jedi predict jedi_fit.nwb other_session.nwb --trial-filter '' --out out.nwb
                                       # clear the trial filter stored with the model
+  nwb-jedi predict DANDI:000999/draft/sub-x/sub-x_ses-y-jedi-rank6.nwb my_session.nwb \
+      --out mine.nwb                  # a model shared on DANDI
 
 The mapper settings are the model's (printed with where each came from); flags override
 them and an empty value clears one. The SOURCE's units must be the model's: the same ids,
@@ -72,6 +75,7 @@ def register(subparsers) -> None:
                              "recording sites) (default: refuse)")
     out = add_output_options(parser, None)
     add_quiet_option(out)
+    add_sharing_options(parser, "the model's label + -predict, e.g. jedi-rank6-predict")
     parser.set_defaults(func=run)
 
 
@@ -90,10 +94,14 @@ def run(args: argparse.Namespace) -> int:
     check_threads(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     # Cheap first (h5py, metadata only): the stored settings, then the units.
-    summary = read_summary(args.file, args.module_name)
+    sharing = sharing_kwargs(args)  # a malformed --subject-age or --label fails at once
+    summary = read_summary(args.file, args.module_name, cache_dir=args.cache_dir)
     provenance = Provenance.from_dict(summary.get("dataset_metadata", {}))
     stored = {"bin_size": summary["config"].get("bin_size"), **(provenance.mapper or {})}
     settings, origins = mapper_settings(args, [(MODEL, stored)])
+    # Inferring embeddings uses spikes only: no behavior is resampled or read (older fits
+    # stored behavior=True, which would stream every behavior series of a DANDI source).
+    settings["behavior"] = False
     try:
         # from_settings refuses malformed stored settings, and callables not given again.
         mapper = ConditionMapper.from_settings(settings, verbose=not args.quiet)
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     ds, session, fitted = _infer(args, mapper, origins, intervals, summary, progress, say)
     results, scored, held = _score(args, summary, session, ds, fitted, say)
-    path = _write(args, fitted, ds, session, results)
+    path = _write(args, fitted, ds, session, results, sharing)
     for line in results.warnings:
         print_warning(line)
     if scored is not None and not scored.any():
@@ -143,9 +151,9 @@ def _infer(args, mapper, origins, intervals, summary, progress, say):
     from nwb_jedi.io.load import load_model
     from nwb_jedi.io.read import read_session
 
-    model = load_model(args.file, args.module_name)
+    model = load_model(args.file, args.module_name, cache_dir=args.cache_dir)
     session = read_session(args.source, asset=args.asset, cache_dir=args.cache_dir,
-                           progress=progress, intervals=intervals)
+                           progress=progress, intervals=intervals, behavior=mapper.behavior)
     try:
         ds = mapper.build(session)
     except UserError as err:
@@ -155,7 +163,7 @@ def _infer(args, mapper, origins, intervals, summary, progress, say):
     # (and its quality is judged as a transfer).
     ds.provenance = ds.provenance.with_extras(applied_model={
         "file": os.path.abspath(args.file), "module": summary["module"],
-        "session_id": (summary.get("session") or {}).get("session_id")})
+        "session_id": _fitted_session_id(summary)})
     model.progress = progress
     say(f"inferring {ds.n_conditions} condition embeddings from {int(np.sum(ds.split == 'train'))}"
         f" training trials (network frozen)")
@@ -183,7 +191,8 @@ def _score(args, summary, session, ds, fitted, say):
     scored = ds.split == held
     if not scored.any():
         return results, None, held
-    seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds)
+    seen = _trials_the_network_saw(args.file, args.module_name, summary, session, ds,
+                                   args.cache_dir)
     if (scored & seen).any():
         # The same session as the model's fit: trials the network was trained on would
         # flatter the score, so they are left out of it (their embeddings still count).
@@ -205,27 +214,39 @@ def _score(args, summary, session, ds, fitted, say):
     return results, scored, held
 
 
-def _write(args, fitted, ds, session, results) -> str:
+def _write(args, fitted, ds, session, results, sharing) -> str:
+    from nwb_jedi.io.dandi_metadata import default_label
     from nwb_jedi.io.write import write_results
 
+    sharing = {"label": f"{default_label(fitted.get_state()[0])}-predict", **sharing}
     return write_results(fitted, ds, args.out, source=session, overwrite=args.overwrite,
-                         results=results, append=args.append)
+                         results=results, append=args.append, **sharing)
 
 
-def _trials_the_network_saw(path, module_name, summary, session, ds) -> np.ndarray:
+def _trials_the_network_saw(path, module_name, summary, session, ds,
+                            cache_dir=None) -> np.ndarray:
     """Mask of the trials of `ds` that trained (or early-stopped) the model's network (the
     rule: `nwb_jedi.analysis.evaluation.trials_seen_in_training`)."""
     from nwb_jedi.analysis.evaluation import trials_seen_in_training
     from nwb_jedi.io.load import load_dataset
 
-    fitted_session = (summary.get("session") or {}).get("session_id")
+    fitted_session = _fitted_session_id(summary)
     session_id = session.metadata.get("session_id")
     trial_ids, split = [], []
     if fitted_session and fitted_session == session_id:
         # Only then can the trials overlap, so only then are the fitted trials worth reading.
-        fitted = load_dataset(path, module_name)
+        fitted = load_dataset(path, module_name, cache_dir=cache_dir)
         trial_ids, split = fitted.trial_id, fitted.split
     return trials_seen_in_training(fitted_session, trial_ids, split, session_id, ds.trial_id)
+
+
+def _fitted_session_id(summary: dict) -> str | None:
+    """The session the model was fitted on, as its provenance records it (a derived file's
+    own session_id carries a label, `<session>-jedi-rank6`, for `dandi organize`)."""
+    from nwb_jedi.data.provenance import Provenance
+
+    recorded = Provenance.from_dict(summary.get("dataset_metadata", {})).session
+    return recorded.get("session_id") or (summary.get("session") or {}).get("session_id")
 
 
 def check_units(model_units: np.ndarray, data_units: np.ndarray, source: str) -> None:

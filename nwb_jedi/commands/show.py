@@ -15,20 +15,28 @@ def register(subparsers) -> None:
                     "versions of a JEDI model written by `nwb-jedi fit` or `predict`. Reads "
                     "with h5py only; nothing from the file is executed.",
         epilog="examples:\n  nwb-jedi show jedi_fit.nwb\n"
-               "  nwb-jedi show jedi_fit.nwb --max-rows 50",
+               "  nwb-jedi show jedi_fit.nwb --max-rows 50\n"
+               "  nwb-jedi show DANDI:000999/draft/sub-x/sub-x_ses-y-jedi-rank6.nwb",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", metavar="FILE", help="NWB file written by nwb_jedi")
+    parser.add_argument("file", metavar="FILE",
+                        help="NWB file written by nwb_jedi: a local path, or a DANDI asset "
+                             "(DANDI:ID/VERSION/PATH, dandiarchive.org or dandi:// URL), of "
+                             "which only the model's datasets are streamed")
     parser.add_argument("--module-name", metavar="NAME",
                         help="processing module holding the model (when there are several)")
     parser.add_argument("--max-rows", type=int, default=20,
                         help="most conditions to list (default 20)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="where streamed DANDI data are cached (default $NWB_JEDI_CACHE or "
+                             "the platform cache dir)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.io.load import read_summary  # h5py only: show never imports torch
 
-    print(format_summary(read_summary(args.file, args.module_name), args.max_rows))
+    print(format_summary(read_summary(args.file, args.module_name, cache_dir=args.cache_dir),
+                         args.max_rows))
     return 0
 
 

@@ -56,6 +56,9 @@ def register(subparsers) -> None:
                         help="most training iterations of the teacher (default 2000)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="teacher cache (default $NWB_JEDI_CACHE or the platform cache dir)")
+    parser.add_argument("--experimenter", action="append", metavar="'LAST, FIRST'",
+                        help="who ran the simulation, recorded in the file (repeat for several; "
+                             "default: none, the file names nwb_jedi in was_generated_by)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_quiet_option(parser)
     parser.set_defaults(func=run)
@@ -63,6 +66,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     progress = progress_enabled(args.quiet)  # before torch imports tqdm
+    from nwb_jedi.io.layouts import check_experimenter
     from nwb_jedi.io.simulated import LEAD_S, write_synthetic_mc_maze
     from nwb_jedi.synthetic import TASKS, get_teacher, make_dataset
 
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                                                           args.teacher_iters, 1)):
         if value < low:
             raise UserError(f"{flag} must be at least {low}, got {value}")
+    experimenter = check_experimenter(args.experimenter)  # before any training
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
 
     say(f"teacher RNN ({args.units} units, {'+'.join(tasks)}): from the cache, or trained now "
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     ds = make_dataset(tasks, trials_per_condition=args.trials_per_condition,
                       bin_size=args.bin_ms / 1000.0, seed=args.seed,
                       teacher_seed=args.teacher_seed, teacher=teacher)
-    write_synthetic_mc_maze(args.out, ds, seed=args.seed)
+    write_synthetic_mc_maze(args.out, ds, seed=args.seed, experimenter=experimenter)
 
     info = teacher.info
     duration = ds.n_bins * ds.bin_size

@@ -18,13 +18,22 @@ Files are written to a temporary name and renamed, so a crash never leaves a hal
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from nwb_jedi.io.nwbfile import add_trials, add_units, compressed, new_nwbfile, save_nwbfile
+from nwb_jedi.errors import UserError
+from nwb_jedi.io.nwbfile import (
+    add_trials,
+    add_units,
+    compressed,
+    generated_by,
+    new_nwbfile,
+    save_nwbfile,
+)
 
 MC_MAZE_TRIAL_COLUMNS = {
     "move_onset_time": "time of movement onset (s)",
@@ -148,10 +157,11 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
                          heldout: np.ndarray | None = None, locations: list[str] | None = None,
                          obs_intervals: list[np.ndarray] | None = None,
                          session_id: str = "synthetic-mc-maze",
-                         description: str = "Synthetic data in the NLB MC_Maze layout "
+                         description: str = "Simulated data in the NLB MC_Maze layout "
                                             "(nwb_jedi.io.layouts).",
                          compression: bool = True,
-                         timeseries: dict[str, tuple] | None = None) -> str:
+                         timeseries: dict[str, tuple] | None = None,
+                         experimenter: list[str] | str | None = None) -> str:
     """Write spikes, trials and behavior as an NWB file in the NLB MC_Maze layout.
 
     Parameters
@@ -175,6 +185,13 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
     timeseries : dict name -> (timestamps (T,), data (T, D), unit, description), optional
         More series for ``processing/behavior``, written as plain TimeSeries in their own
         unit (conversion 1), e.g. a simulated teacher's task output.
+    experimenter : list of str, optional
+        Who simulated the data, as "Last, First" (default: none; never a program's name).
+
+    The file says plainly that it is simulated: the session description starts with
+    "Simulated data", the subject is `SIMULATED_SUBJECT` (no species claimed as recorded),
+    ``keywords`` holds "simulated data" and ``data_collection`` `SIMULATED_NOTE`. It passes
+    ``dandi validate``.
 
     Returns
     -------
@@ -186,7 +203,7 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
 
     n_units = len(spike_times)
     locations = locations or ["PMd" if u < n_units // 2 else "M1" for u in range(n_units)]
-    nwb = _new_file(session_id, description)
+    nwb = _new_file(session_id, description, experimenter)
     _add_arrays_and_units(nwb, spike_times, trials, heldout, locations, obs_intervals)
     add_trials_table(nwb, trials, MC_MAZE_TRIAL_COLUMNS)
     if behavior:
@@ -225,8 +242,9 @@ def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
                         cursor: tuple[float, np.ndarray] | None = None,
                         rate: float = 100.0, locations: list[str] | None = None,
                         session_id: str = "synthetic-perich-center-out",
-                        description: str = "Synthetic data in the Perich/Miller center-out "
-                                           "layout (nwb_jedi.io.layouts).") -> str:
+                        description: str = "Simulated data in the Perich/Miller center-out "
+                                           "layout (nwb_jedi.io.layouts).",
+                        experimenter: list[str] | str | None = None) -> str:
     """Write spikes, trials and cursor kinematics in the Perich center-out layout (DANDI 000688).
 
     Parameters
@@ -245,7 +263,7 @@ def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
 
     n_units = len(spike_times)
     locations = locations or ["M1"] * n_units
-    nwb = _new_file(session_id, description)
+    nwb = _new_file(session_id, description, experimenter)
     _add_arrays_and_units(nwb, spike_times, trials, None, locations, None)
     add_trials_table(nwb, trials, {
         "target_on_time": "time the target appeared (s)", "go_cue_time": "go cue time (s)",
@@ -276,27 +294,60 @@ def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
 
 
 # ---------------------------------------------------------------------------------- pieces
-def _new_file(session_id: str, description: str):
-    # NWB requires a species for DANDI; these layouts copy monkey reaching sets, so the species
-    # names the animal the layout comes from. No animal was recorded: the description says so.
-    return new_nwbfile(session_description=description,
-                       session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc),
-                       session_id=session_id, lab="synthetic", institution="nwb_jedi",
-                       experimenter=["nwb_jedi.io.layouts"],
-                       subject={"subject_id": "synthetic", "species": "Macaca mulatta",
-                                "sex": "U",
-                                "description": "simulated data: no animal was recorded; the "
-                                               "species is that of the public dataset whose "
-                                               "layout this file copies"})
+def _new_file(session_id: str, description: str, experimenter: list[str] | None = None):
+    return new_nwbfile(session_description=_say_simulated(description),
+                       session_start_time=datetime.now(timezone.utc).replace(microsecond=0),
+                       session_id=session_id, experimenter=check_experimenter(experimenter),
+                       keywords=["simulated data"], data_collection=SIMULATED_NOTE,
+                       subject=dict(SIMULATED_SUBJECT), **generated_by())
+
+
+#: The subject of every simulated file: no animal is claimed. The species is NCBI Taxonomy's
+#: "synthetic construct" (taxon 32630, for things made, not sampled from an organism), which
+#: DANDI accepts as a taxon IRI; the age is P0D by convention (a simulated network has none;
+#: the description says so) because DANDI requires an age or a date of birth.
+SIMULATED_SUBJECT = {
+    "subject_id": "simulated",
+    "species": "http://purl.obolibrary.org/obo/NCBITaxon_32630",
+    "sex": "U",
+    "age": "P0D",
+    "description": "Simulated data: no animal was recorded. The subject is the model that "
+                   "generated the spikes; its species is NCBI Taxonomy's 'synthetic construct' "
+                   "and its age P0D only because DANDI requires one.",
+}
+SIMULATED_NOTE = ("Simulated with nwb_jedi: no animal was recorded, no experiment was done. The "
+                  "session start time is when the file was written.")
+#: DANDI's form of a person's name ("Last, First"; nwbinspector's check_experimenter_form).
+EXPERIMENTER_FORM = re.compile(r"[\w\s\-\.']+,\s+[\w\s\-\.']+")
+
+
+def _say_simulated(description: str) -> str:
+    return description if description.lower().startswith("simulated") else \
+        f"Simulated data (no animal was recorded). {description}"
+
+
+def check_experimenter(names: list[str] | str | None) -> list[str] | None:
+    """`names` as a list of "Last, First" names (None when empty); UserError otherwise."""
+    if not names:
+        return None
+    names = [names] if isinstance(names, str) else list(names)
+    bad = [n for n in names if not EXPERIMENTER_FORM.fullmatch(str(n).strip())]
+    if bad:
+        raise UserError(f"experimenter {bad[0]!r} is not a person's name in DANDI's form; "
+                        f"write 'Last, First' (e.g. 'Doe, Jane')")
+    return [str(n).strip() for n in names]
 
 
 def _add_arrays_and_units(nwb, spike_times, trials, heldout, locations, obs_intervals):
     areas = list(dict.fromkeys(locations))
     groups = {}
     for area in areas:
+        # Named as in the layout copied; described as what they are (nothing was recorded).
         device = nwb.create_device(name=f"Utah array {area}",
-                                   description="96-channel Utah array")
-        groups[area] = nwb.create_electrode_group(name=f"{area} array", description="Utah array",
+                                   description="simulated: the 96-channel Utah array of the "
+                                               "copied layout; no device recorded these data")
+        groups[area] = nwb.create_electrode_group(name=f"{area} array",
+                                                  description="simulated electrodes",
                                                   location=area, device=device)
     for area in locations:
         nwb.add_electrode(group=groups[area], location=area)

@@ -9,8 +9,10 @@ called, so reading a summary (`nwb-jedi show`) stays light.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -29,16 +31,40 @@ __all__ = ["load_model", "load_dataset", "read_summary", "find_modules"]
 _CONDITION_EXTRA = ("embedding", "n_trials")
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
-    path = os.fspath(path)
+def _is_remote(source: str | os.PathLike) -> bool:
+    """Whether `source` names a DANDI asset rather than a local file."""
+    from nwb_jedi.io.sources import parse_source
+
+    return parse_source(source).kind == "dandi"
+
+
+@contextlib.contextmanager
+def _open(source: str | os.PathLike,
+          cache_dir: str | os.PathLike | None = None) -> Iterator[tuple[h5py.File, str]]:
+    """Open a fitted file read-only: yield ``(h5py.File, label)``, the label naming it in
+    messages (the local path, or ``DANDI:<id>/<version>/<asset path>``).
+
+    Any SOURCE form `fit` accepts: a local path, or a DANDI id/URL streamed through
+    `nwb_jedi.io.sources.open_source` and its block cache, so only the blocks holding what
+    the caller reads (the model group, say) are fetched.
+    """
+    from nwb_jedi.io.sources import open_source
+
+    if _is_remote(source):
+        with open_source(source, cache_dir=cache_dir) as (h5, info):
+            yield h5, f"DANDI:{info.dandiset}/{info.version}/{info.asset_path}"
+        return
+    path = os.fspath(source)
     if not os.path.exists(path):
         raise ModelFileError(f"no such file: {path}; give the path of an NWB file written by "
                              f"nwb_jedi")
     try:
-        return h5py.File(path, "r")
+        h5 = h5py.File(path, "r")
     except OSError as err:
         raise ModelFileError(f"{path} is not a readable HDF5/NWB file ({err}); check the "
                              f"path and that the file is complete") from None
+    with h5:
+        yield h5, path
 
 
 def _type_of(obj) -> str:
@@ -175,7 +201,8 @@ def _read_model_group(group: h5py.Group) -> tuple[dict, dict[str, np.ndarray]]:
     return {**config, **fit_state}, tensors
 
 
-def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estimator:
+def load_model(path: str | os.PathLike, module_name: str | None = None, *,
+               cache_dir: str | os.PathLike | None = None) -> Estimator:
     """Rebuild the fitted estimator stored in an NWB file by `write_results`.
 
     The class is chosen by the ``format`` name in the stored config
@@ -188,9 +215,13 @@ def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estim
     Parameters
     ----------
     path : str or path
-        The NWB file.
+        The NWB file: a local path or any DANDI SOURCE that ``nwb-jedi fit`` accepts
+        (``DANDI:<id>/<version>/<asset path>``, a dandiarchive.org URL, ``dandi://...``),
+        streamed through the verified block cache.
     module_name : str, optional
         Processing module holding the model; needed only when the file holds several.
+    cache_dir : str or path, optional
+        Block cache for streamed files (default ``$NWB_JEDI_CACHE`` or the platform cache).
 
     Returns
     -------
@@ -202,27 +233,33 @@ def load_model(path: str | os.PathLike, module_name: str | None = None) -> Estim
     ------
     ModelFileError
         No model in the file, or a model that is damaged or unsafe to load.
+    SourceError
+        A DANDI SOURCE that cannot be resolved or read.
     """
     # torch comes with the model layer: imported here so that reading anything else from a
     # file (`read_summary`, `load_dataset`) never pays for it.
     from nwb_jedi.model import estimator_from_state
 
-    path = os.fspath(path)
-    with _open(path) as h5:
-        module = _module(h5, path, module_name)
+    with _open(path, cache_dir) as (h5, label):
+        module = _module(h5, label, module_name)
         config, tensors = _read_model_group(module["model"])
     return estimator_from_state(config, tensors)
 
 
-def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> TrialDataset:
+def load_dataset(path: str | os.PathLike, module_name: str | None = None, *,
+                 cache_dir: str | os.PathLike | None = None) -> TrialDataset:
     """Rebuild the TrialDataset a model in an NWB file was fitted to (counts exact).
 
     Parameters
     ----------
     path : str or path
-        The NWB file.
+        The NWB file: a local path or any DANDI SOURCE that ``nwb-jedi fit`` accepts
+        (``DANDI:<id>/<version>/<asset path>``, a dandiarchive.org URL, ``dandi://...``),
+        streamed through the verified block cache.
     module_name : str, optional
         Processing module holding the model; needed only when the file holds several.
+    cache_dir : str or path, optional
+        Block cache for streamed files (default ``$NWB_JEDI_CACHE`` or the platform cache).
 
     Returns
     -------
@@ -235,28 +272,28 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> Tri
     ModelFileError
         No model in the file, or modelled data that are missing, damaged or unsafe to read.
     """
-    path = os.fspath(path)
-    with _open(path) as h5:
-        module = _module(h5, path, module_name)
+    with _open(path, cache_dir) as (h5, label):
+        module = _module(h5, label, module_name)
         where = module.name
         for part in ("conditions", "trials", "binned_counts"):
             if not isinstance(module.get(part), h5py.Group):
                 raise ModelFileError(f"{where}/{part} is missing; the file is damaged or was "
                                      f"not written by nwb_jedi")
-        binned = module["binned_counts"]
-        counts = np.asarray(_read_numeric(_dataset(binned, "counts", binned.name), "biuf",
-                                          "counts"), dtype=np.float32)
-        time = np.asarray(_read_numeric(_dataset(binned, "bin_centers", binned.name), "f",
-                                        "bin_centers"), dtype=np.float64)
-        unit_ids = _read_ids(_dataset(binned, "unit_ids", binned.name), "unit_ids")
-        bin_size = binned.attrs.get("bin_size")
+        described = _modelled_data_group(module)
+        time = np.asarray(_read_numeric(_dataset(described, "bin_centers", described.name),
+                                        "f", "bin_centers"), dtype=np.float64)
+        unit_ids = _read_ids(_dataset(described, "unit_ids", described.name), "unit_ids")
+        bin_size = described.attrs.get("bin_size")
         if not isinstance(bin_size, float | np.floating):
-            raise ModelFileError(f"{binned.name} has no numeric bin_size; the file is damaged")
-        metadata = _json(_read_text(_dataset(binned, "dataset_metadata", binned.name),
+            raise ModelFileError(f"{described.name} has no numeric bin_size; the file is "
+                                 f"damaged")
+        metadata = _json(_read_text(_dataset(described, "dataset_metadata", described.name),
                                     "dataset_metadata"), "dataset_metadata")
         conditions = _read_table(module["conditions"], exclude=_CONDITION_EXTRA)
         trials = module["trials"]
         trial_id = _read_ids(_dataset(trials, "trial_id", trials.name), "trial_id")
+        counts = _read_counts(module["binned_counts"], trials,
+                              (len(trial_id), len(time), len(unit_ids)))
         condition = _read_numeric(_dataset(trials, "condition", trials.name), "iu",
                                   "condition")
         split = _read_text(_dataset(trials, "split", trials.name), "split")
@@ -268,7 +305,7 @@ def load_dataset(path: str | os.PathLike, module_name: str | None = None) -> Tri
                             bin_size=float(bin_size), split=split, metadata=metadata,
                             units=units)
     except ValueError as err:
-        raise ModelFileError(f"the modelled data in {path} are inconsistent ({err}); the file "
+        raise ModelFileError(f"the modelled data in {label} are inconsistent ({err}); the file "
                              f"is damaged") from None
 
 
@@ -285,6 +322,48 @@ def _units_table(identity: Any, n_units: int) -> pd.DataFrame | None:
                                  f"unit; the file is damaged")
         columns[str(name)] = values
     return pd.DataFrame(columns)
+
+
+def _modelled_data_group(module: h5py.Group) -> h5py.Group:
+    """The group holding bin size, bin centers, unit ids and dataset settings: `modelled_data`
+    (ndx-jedi 0.2), or the counts group itself in files of ndx-jedi 0.1 (JEDIBinnedCounts)."""
+    binned = module.get("binned_counts")
+    if _type_of(binned) == "JEDIBinnedCounts":
+        return binned
+    described = module.get("modelled_data")
+    if not isinstance(described, h5py.Group) or _type_of(described) != "JEDIModelledData":
+        raise ModelFileError(f"{module.name}/modelled_data is missing; the file is damaged or "
+                             f"was not written by nwb_jedi")
+    return described
+
+
+def _read_counts(binned: h5py.Group, trials: h5py.Group,
+                 shape: tuple[int, int, int]) -> np.ndarray:
+    """The modelled counts, trials x bins x units, from either layout; the stored shape is
+    checked against the trials, bins and units before anything is read."""
+    n_trials, n_bins, n_units = shape
+    if _type_of(binned) == "JEDIBinnedCounts":  # ndx-jedi 0.1: stored as modelled
+        counts = _dataset(binned, "counts", binned.name)
+        if counts.shape != shape:
+            raise _shape_error(counts, shape)
+        return np.asarray(_read_numeric(counts, "biuf", "counts"), dtype=np.float32)
+    if _type_of(binned) != "BinnedAlignedSpikes":
+        raise ModelFileError(f"{binned.name} is neither a BinnedAlignedSpikes nor a "
+                             f"JEDIBinnedCounts; the file was not written by nwb_jedi")
+    data = _dataset(binned, "data", binned.name)
+    if data.shape != (n_units, n_trials, n_bins):
+        raise _shape_error(data, (n_units, n_trials, n_bins))
+    event = np.asarray(_read_numeric(_dataset(trials, "event", trials.name), "iu", "event"))
+    if event.shape != (n_trials,) or not np.array_equal(np.sort(event), np.arange(n_trials)):
+        raise ModelFileError(f"{trials.name}/event does not map the trials one to one onto "
+                             f"the events of {binned.name}; the file is damaged")
+    values = np.asarray(_read_numeric(data, "biuf", "counts"))
+    return np.ascontiguousarray(values[:, event, :].transpose(1, 2, 0), dtype=np.float32)
+
+
+def _shape_error(ds: h5py.Dataset, expected: tuple[int, ...]) -> ModelFileError:
+    return ModelFileError(f"{ds.name} has shape {ds.shape}, but the trials, bins and units "
+                          f"stored with it make {expected}; the file is damaged")
 
 
 def _read_table(group: h5py.Group, exclude: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -318,20 +397,26 @@ def _renamed_metrics(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dict[str, Any]:
+def read_summary(path: str | os.PathLike, module_name: str | None = None, *,
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """What `nwb-jedi show` prints: source, conditions, metrics, config, versions.
 
     Parameters
     ----------
     path : str or path
-        The NWB file.
+        The NWB file: a local path or any DANDI SOURCE that ``nwb-jedi fit`` accepts
+        (``DANDI:<id>/<version>/<asset path>``, a dandiarchive.org URL, ``dandi://...``),
+        streamed through the verified block cache.
     module_name : str, optional
         Processing module holding the model; needed only when the file holds several.
+    cache_dir : str or path, optional
+        Block cache for streamed files (default ``$NWB_JEDI_CACHE`` or the platform cache).
 
     Returns
     -------
     dict
-        ``path``, ``module``, ``modules`` (all JEDI modules of the file), ``session``,
+        ``path`` (absolute for a local file, ``DANDI:<id>/<version>/<asset path>`` for a
+        streamed one), ``module``, ``modules`` (all JEDI modules of the file), ``session``,
         ``source`` (provenance of the modelled data), ``nwb_jedi_version``,
         ``torch_version``, ``config`` (with the fit state), ``n_parameters``, ``conditions``
         and ``metrics`` (DataFrames), and, when the modelled counts are stored, ``data_shape``
@@ -342,9 +427,8 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dic
     ModelFileError
         No model in the file, or a model that is damaged or unsafe to read.
     """
-    path = os.fspath(path)
-    with _open(path) as h5:
-        module = _module(h5, path, module_name)
+    with _open(path, cache_dir) as (h5, label):
+        module = _module(h5, label, module_name)
         model_group = module["model"]
         config, tensors = _read_model_group(model_group)
         source = {}
@@ -364,7 +448,8 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dic
         if isinstance(h5.get("general/session_id"), h5py.Dataset):
             session["session_id"] = _scalar_text(h5["general/session_id"])
         info = {
-            "path": os.path.abspath(path), "module": module.name.rsplit("/", 1)[-1],
+            "path": label if _is_remote(path) else os.path.abspath(label),
+            "module": module.name.rsplit("/", 1)[-1],
             "modules": find_modules(h5), "session": session, "source": source,
             "nwb_jedi_version": _attr_text(model_group, "nwb_jedi_version",
                                            model_group.name, required=False),
@@ -373,10 +458,28 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None) -> dic
             "config": config, "n_parameters": int(sum(t.size for t in tensors.values())),
             "conditions": conditions, "metrics": metrics,
         }
-        binned = module.get("binned_counts")
-        if isinstance(binned, h5py.Group) and isinstance(binned.get("counts"), h5py.Dataset):
-            info["data_shape"] = tuple(binned["counts"].shape)
-            info["dataset_metadata"] = _json(_read_text(binned["dataset_metadata"],
-                                                        "dataset_metadata"),
-                                             "dataset_metadata")
+        info.update(_modelled_summary(module))
+    # The source session's id (a derived file's own session_id carries a label).
+    recorded = info.get("dataset_metadata", {}).get("session")
+    if isinstance(recorded, dict) and isinstance(recorded.get("session_id"), str):
+        source["session_id"] = recorded["session_id"]
     return info
+
+
+def _modelled_summary(module: h5py.Group) -> dict[str, Any]:
+    """``data_shape`` (trials, bins, units) and ``dataset_metadata`` of the modelled data,
+    read without the counts; empty when the module stores none."""
+    binned = module.get("binned_counts")
+    if not isinstance(binned, h5py.Group):
+        return {}
+    if isinstance(binned.get("counts"), h5py.Dataset):  # ndx-jedi 0.1
+        shape, described = tuple(binned["counts"].shape), binned
+    elif isinstance(binned.get("data"), h5py.Dataset) and \
+            isinstance(module.get("modelled_data"), h5py.Group):
+        n_units, n_trials, n_bins = binned["data"].shape
+        shape, described = (n_trials, n_bins, n_units), module["modelled_data"]
+    else:
+        return {}
+    metadata = _json(_read_text(_dataset(described, "dataset_metadata", described.name),
+                                "dataset_metadata"), "dataset_metadata")
+    return {"data_shape": shape, "dataset_metadata": metadata}

@@ -10,6 +10,8 @@ every spike time on its own (15 s for 2.6 M spikes; whole columns take well unde
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -22,7 +24,7 @@ from nwb_jedi._files import atomic_output
 from nwb_jedi.errors import UserError
 
 __all__ = ["new_nwbfile", "add_units", "add_trials", "column_data", "ragged_column",
-           "compressed", "write_nwb", "save_nwbfile", "MIN_COMPRESSED_SIZE"]
+           "compressed", "write_nwb", "save_nwbfile", "generated_by", "MIN_COMPRESSED_SIZE"]
 
 # Arrays with fewer values than this are stored uncompressed: compressing them costs more
 # (filter metadata, chunk lookups) than it saves.
@@ -73,6 +75,19 @@ def new_nwbfile(*, session_description: str, session_start_time: datetime,
     if subject:
         nwbfile.subject = Subject(**subject)
     return nwbfile
+
+
+def generated_by() -> dict[str, Any]:
+    """NWBFile fields saying what wrote the file: ``was_generated_by`` (software name and
+    version, NWB 2.7) and ``source_script`` (the command line of this process) with its file
+    name. Every file the package makes carries them, besides the model's own attributes."""
+    from nwb_jedi._version import __version__
+
+    argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+            *sys.argv[1:]]
+    return {"was_generated_by": [["nwb_jedi", __version__]],
+            "source_script": shlex.join(argv),
+            "source_script_file_name": argv[0]}
 
 
 def add_units(nwbfile, spike_times: Sequence[np.ndarray], *,

@@ -50,7 +50,8 @@ def read_session(source: str | os.PathLike, asset: str | None = None,
         Block cache for streamed files.
     behavior : bool or list of str
         Read every behavioral series under ``processing`` (True), none (False), or only those
-        with these names.
+        with these names. Ask only for what you use: in a streamed file, 1 kHz behavior is
+        usually most of the bytes (``nwb-jedi fit`` reads none).
     progress : bool
         Show the bytes streamed from DANDI as a progress bar (stderr).
     intervals : str, optional

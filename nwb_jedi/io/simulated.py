@@ -122,7 +122,8 @@ def synthetic_trials_table(ds: TrialDataset, gap: float = 0.5, first_start: floa
 
 
 def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: int = 0,
-                            gap: float = 0.5, description: str | None = None) -> str:
+                            gap: float = 0.5, description: str | None = None,
+                            experimenter: list[str] | str | None = None) -> str:
     """Write a synthetic `TrialDataset` as an NWB file in the NLB MC_Maze layout.
 
     Parameters
@@ -138,6 +139,11 @@ def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: 
         Seconds between trials.
     description : str, optional
         Session description (default: what was simulated).
+    experimenter : list of str, optional
+        Who ran the simulation, as "Last, First" (default: none).
+
+    The file says it is simulated (session description, subject, keywords; see
+    `nwb_jedi.io.layouts.write_mc_maze_layout`) and passes ``dandi validate``.
 
     Returns
     -------
@@ -152,7 +158,7 @@ def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: 
     spikes = counts_to_spike_times(ds.counts, trials["start_time"].to_numpy(), ds.bin_size, rng)
     meta = ds.metadata or {}
     description = description or (
-        f"Synthetic ground-truth spiking data from a teacher RNN trained on "
+        f"Simulated ground-truth spiking data from a teacher RNN trained on "
         f"{', '.join(meta.get('tasks', []))} (nwb_jedi.synthetic.make_dataset, seed "
         f"{meta.get('seed')}, teacher seed {meta.get('teacher_seed')}), in the NLB MC_Maze "
         f"layout: trial_type = task, trial_version = condition within the task, "
@@ -161,7 +167,8 @@ def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: 
                                 heldout=np.zeros(ds.n_units, dtype=bool),
                                 locations=["teacher RNN"] * ds.n_units,
                                 session_id="synthetic-ground-truth", description=description,
-                                timeseries=_teacher_output(ds, trials))
+                                timeseries=_teacher_output(ds, trials),
+                                experimenter=experimenter)
 
 
 def _teacher_output(ds: TrialDataset, trials: pd.DataFrame) -> dict[str, tuple] | None:

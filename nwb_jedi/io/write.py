@@ -10,15 +10,25 @@ local file (append). It computes nothing about the model itself. Reading the fil
 Writing uses pynwb with the ``ndx-jedi`` extension (the spec is cached in every file, so the
 file opens in plain pynwb without nwb_jedi).
 
-Layout of the processing module (default name ``jedi``)::
+Layout of the processing module (default name ``jedi``; ndx-jedi 0.2)::
 
     model          JEDIModel            config, fit state, provenance, parameter tensors
     conditions     JEDIConditionTable   one row per condition
-    trials         JEDITrialTable       one row per modelled trial
-    binned_counts  JEDIBinnedCounts     the modelled counts (K x T x N), bin centers, unit ids
-    rates          TimeSeries           fitted rates (Hz), (K*T) x N, trial after trial
+    trials         JEDITrialTable       one row per modelled trial: its id and row in
+                                        /intervals/trials, condition, split, alignment time,
+                                        embedding, its event in binned_counts and its samples
+                                        in rates
+    binned_counts  BinnedAlignedSpikes  (ndx-binned-spikes) the modelled counts, units x events
+                                        x bins, events sorted by time, region of /units,
+                                        condition of each event
+    modelled_data  JEDIModelledData     bin size, exact bin centers, unit ids, dataset settings
+    rates          TimeSeries           fitted rates (Hz) on a regular grid of one bin over the
+                                        session, NaN outside the modelled windows
     metrics        JEDIMetricsTable     metric, value, split
     eigenvalues    JEDIEigenvalueTable  condition, real, imag
+
+Files of ndx-jedi 0.1 (counts in a JEDIBinnedCounts, rates trial after trial) are still read by
+`nwb_jedi.io.load`.
 """
 
 from __future__ import annotations
@@ -45,9 +55,25 @@ from nwb_jedi.data.session import Session
 from nwb_jedi.data.units import unit_identity
 from nwb_jedi.errors import UserError
 from nwb_jedi.io import ndx
+from nwb_jedi.io.dandi_metadata import (
+    SUBJECT_FIELDS,
+    clean_label,
+    default_label,
+    derived_session_id,
+    merge_subject,
+    warn_dandi_gaps,
+)
 from nwb_jedi.io.load import _scalar_text
-from nwb_jedi.io.nwbfile import add_trials, add_units, column_data, compressed, new_nwbfile
+from nwb_jedi.io.nwbfile import (
+    add_trials,
+    add_units,
+    column_data,
+    compressed,
+    generated_by,
+    new_nwbfile,
+)
 from nwb_jedi.io.nwbfile import write_nwb as _write_nwb  # a module global: tests replace it
+from nwb_jedi.io.rates_grid import GridRates, RateGrid, plan_grid
 from nwb_jedi.model.results import FitResults, compute_results
 
 if TYPE_CHECKING:
@@ -80,7 +106,8 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
                   source: str | os.PathLike | Session | None = None, append: bool = False,
                   module_name: str = "jedi", overwrite: bool = False,
                   metrics: Mapping[str, Mapping[str, float]] | None = None,
-                  results: FitResults | None = None) -> str:
+                  results: FitResults | None = None,
+                  subject: Mapping[str, Any] | None = None, label: str | None = None) -> str:
     """Write a fitted model, the data it modelled and its results into an NWB file.
 
     Parameters
@@ -94,8 +121,9 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
     source : SOURCE string, path or Session, optional
         The session the data came from. Default mode: its session metadata, subject, the
         modelled units (ids, spike times) and trials are copied into a new derived file
-        (same ``session_id``, new ``identifier``). Without it a minimal file is written from
-        the dataset alone (session metadata from ``dataset.provenance`` where present).
+        (new ``identifier``; ``session_id`` the source's followed by `label`). Without it a
+        minimal file is written from the dataset alone (session metadata from
+        ``dataset.provenance`` where present).
     append : bool
         Instead of a derived file, add the processing module to a copy of a local NWB file:
         `source` (a local path; default `out_path` itself, edited in place). The copy is
@@ -112,6 +140,15 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
         `nwb_jedi.model.results.compute_results(model, dataset)`, when the caller already
         has it: then nothing is predicted again and the model is not used. Default: computed
         here.
+    subject : dict, optional
+        Subject fields the source lacks (``age``, ``date_of_birth``, ``species``, ...), for
+        the derived file: DANDI requires an age or a date of birth, and nothing is invented
+        (see `nwb_jedi.io.dandi_metadata`). A field that contradicts the source is refused.
+        When a field DANDI requires is still missing, a `DandiMetadataWarning` says so.
+    label : str, optional
+        Names this output among others of the same session: the derived file's
+        ``session_id`` is ``<source session id>-<label>``, which ``dandi organize`` puts in
+        the file name (default ``<model>-rank<R>``, e.g. ``jedi-rank6``).
 
     Returns
     -------
@@ -122,7 +159,8 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
     ------
     UserError
         Unfitted model, data the model does not fit, results of other data, an existing
-        output without `overwrite`, a bad module name, or appending to a non-local source.
+        output without `overwrite`, a bad module name, appending to a non-local source, or
+        `subject`/`label` with `append` (an appended file keeps its metadata).
     """
     if not isinstance(module_name, str) or not _MODULE_NAME.fullmatch(module_name):
         raise UserError(f"module_name must be snake_case (lowercase letters, digits, _), got "
@@ -142,12 +180,18 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
     elif metrics is not None:
         results = dataclasses.replace(results, metrics={s: dict(v) for s, v in metrics.items()})
     results.check_matches(dataset)
-    session = None
+    session, header = None, {}
     if append:
+        if subject or label:
+            raise UserError("subject and label apply to derived files; appending keeps the "
+                            "file's own session and subject metadata as they are")
         session_source = _read_source_info(base)
     else:
         session, session_source = _session_and_source(source, dataset, out_path)
-    contents = _module_contents(results, dataset, session_source)
+        meta = dict(session.metadata) if session is not None else \
+            dict(dataset.provenance.session)
+        header = _derived_header(meta, subject, label or default_label(results.config))
+    contents = Contents(results, dataset, session_source)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     # Without overwrite the final rename is exclusive: a file that appeared at out_path while
     # this one was being written (another process) is never replaced.
@@ -155,9 +199,11 @@ def write_results(model: Estimator, dataset: TrialDataset, out_path: str | os.Pa
         if append:
             _append_module(base, tmp, contents, module_name)
         else:
-            nwbfile = _derived_file(dataset, session)
-            _add_module(nwbfile, contents, module_name)
+            nwbfile = _derived_file(dataset, session, header)
+            _add_module(nwbfile, contents.build(nwbfile), module_name)
             _write_nwb(nwbfile, tmp)
+    if not append:
+        warn_dandi_gaps(out_path, header.get("subject"))
     return out_path
 
 
@@ -233,7 +279,7 @@ def _same_file(a: str | None, b: str) -> bool:
     return os.path.samefile(a, b)
 
 
-def _append_module(base: str, tmp: str, contents: list, module_name: str) -> None:
+def _append_module(base: str, tmp: str, contents: Contents, module_name: str) -> None:
     from pynwb import NWBHDF5IO
 
     shutil.copyfile(base, tmp)
@@ -243,7 +289,7 @@ def _append_module(base: str, tmp: str, contents: list, module_name: str) -> Non
         if module_name in nwbfile.processing:
             raise UserError(f"{base} already has a processing module named {module_name!r}; "
                             f"choose another module_name (--module-name)")
-        _add_module(nwbfile, contents, module_name)
+        _add_module(nwbfile, contents.build(nwbfile), module_name)
         io.write(nwbfile)
     _restore_attributes(tmp, original)
 
@@ -302,17 +348,53 @@ def _add_module(nwbfile, contents: list, module_name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- contents
-def _module_contents(results: FitResults, ds: TrialDataset,
-                     source: Mapping[str, Any]) -> list:
-    """All containers of the processing module; built before any file is opened."""
-    conditions = _conditions_table(results, ds)
-    items = [_model_container(results, source), conditions,
-             _trials_table(results, ds, conditions), _binned_counts(ds)]
-    if ds.n_trials:
-        items.append(_rates_series(results, ds))
-    items.extend(_metrics_table(results.metrics))
-    items.extend(_eigenvalue_table(results.eigenvalues, conditions))
-    return items
+@dataclasses.dataclass
+class Contents:
+    """What goes into the processing module, checked before any file is touched; `build` makes
+    the containers once the target file exists, so that rows can refer to its ``/units`` and
+    ``/intervals/trials`` tables."""
+
+    results: FitResults
+    dataset: TrialDataset
+    source: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        ds = self.dataset
+        self.grid = plan_grid(ds.align_time, ds.time, ds.bin_size)
+        # Events of binned_counts are sorted by time (ndx-binned-spikes asks for it); event[k]
+        # is trial k's position among them.
+        times = self.event_times()
+        order = np.argsort(times, kind="stable")
+        self.order = order
+        self.event = np.empty(len(order), dtype=np.int64)
+        self.event[order] = np.arange(len(order))
+
+    def event_times(self) -> np.ndarray:
+        """Alignment time of each trial: session times, or the grid's own clock when the trials
+        have none (then the rates are on that clock too)."""
+        ds = self.dataset
+        if np.all(np.isfinite(ds.align_time)):
+            return ds.align_time.astype(np.float64)
+        grid = self.grid  # without session times the trials are back to back: never None
+        assert grid is not None
+        return grid.starting_time + grid.starts * grid.step - float(ds.time[0])
+
+    def build(self, nwbfile) -> list:
+        """All containers of the module, linked to `nwbfile`'s units and trials tables."""
+        results, ds = self.results, self.dataset
+        conditions = _conditions_table(results, ds)
+        rates = _rates_series(results, ds, self.grid) if ds.n_trials else None
+        items = [_model_container(results, self.source), conditions,
+                 _trials_table(results, ds, conditions, self.event, rates, self.grid,
+                               nwbfile.trials),
+                 _binned_counts(ds, self.order, self.event_times()[self.order],
+                                nwbfile.units),
+                 _modelled_data(ds)]
+        if rates is not None:
+            items.append(rates)
+        items.extend(_metrics_table(results.metrics))
+        items.extend(_eigenvalue_table(results.eigenvalues, conditions))
+        return items
 
 
 def _conditions_table(results: FitResults, ds: TrialDataset):
@@ -334,12 +416,20 @@ def _conditions_table(results: FitResults, ds: TrialDataset):
                     "embedding and trial count.")
 
 
-def _trials_table(results: FitResults, ds: TrialDataset, conditions):
+def _trials_table(results: FitResults, ds: TrialDataset, conditions, event: np.ndarray,
+                  rates, grid: RateGrid | None, file_trials):
     from hdmf.common import DynamicTableRegion, VectorData
 
     columns = [
         _table_column("trial_id", pd.Series(ds.trial_id), "Id of the trial in the source "
                                                           "trials table."),
+    ]
+    rows = _rows_in(file_trials, ds.trial_id, "source_trial_id")
+    if rows is not None:
+        columns.append(DynamicTableRegion(
+            name="trial", data=rows, table=file_trials,
+            description="Row of the trial in this file's trials table (/intervals/trials)."))
+    columns += [
         DynamicTableRegion(name="condition", data=ds.condition.astype(np.int64),
                            table=conditions,
                            description="Row of the trial's condition in the conditions "
@@ -355,19 +445,75 @@ def _trials_table(results: FitResults, ds: TrialDataset, conditions):
             name="embedding", data=results.trial_embeddings.astype(np.float32),
             description="Per-trial embedding: condition embedding plus the trial's fitted "
                         "offset (no offset for trials the model was not fitted on)."))
+    columns.append(VectorData(
+        name="event", data=event,
+        description="Index of the trial among the events of 'binned_counts' (sorted by "
+                    "time): its counts are binned_counts.data[:, event, :]."))
+    if rates is not None:
+        from pynwb.base import TimeSeriesReference, TimeSeriesReferenceVectorData
+
+        starts = grid.starts if grid is not None else np.arange(ds.n_trials) * ds.n_bins
+        columns.append(TimeSeriesReferenceVectorData(
+            name="rates", description="The trial's samples in 'rates' (first sample, number "
+                                      "of bins).",
+            data=[TimeSeriesReference(int(a), ds.n_bins, rates) for a in starts]))
     return ndx.JEDITrialTable(name="trials", columns=columns,
-                              description="Modelled trials, in the order of the rows of "
-                                          "'rates' and 'binned_counts'.")
+                              description="Modelled trials, in the order of the modelled "
+                                          "dataset; each row links to its row of the file's "
+                                          "trials table, its counts and its rates.")
 
 
-def _binned_counts(ds: TrialDataset):
-    """The modelled counts, exactly."""
-    return ndx.JEDIBinnedCounts(
-        name="binned_counts",
-        description=f"Spike counts of {ds.n_trials} trials x {ds.n_bins} bins x "
-                    f"{ds.n_units} neurons in {ds.bin_size * 1e3:g} ms bins, as modelled.",
+def _rows_in(table, ids: np.ndarray, source_column: str) -> np.ndarray | None:
+    """Rows of `table` (``/units`` or ``/intervals/trials``) holding `ids`, matched as text
+    with the table's ids (or its `source_column` when the ids had to be renumbered); None when
+    there is no table or it lacks one of them."""
+    if table is None or not len(table):
+        return None
+    column = table[source_column] if source_column in table.colnames else table.id
+    lookup = {str(v): row for row, v in enumerate(np.asarray(column.data[:]))}
+    rows = [lookup.get(str(i)) for i in ids]
+    if any(r is None for r in rows):
+        return None
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _binned_counts(ds: TrialDataset, order: np.ndarray, event_times: np.ndarray,
+                   file_units):
+    """The modelled counts, exactly, as the community type: units x events x bins."""
+    from hdmf.common import DynamicTableRegion
+    from ndx_binned_spikes import BinnedAlignedSpikes
+
+    labels = [str(v) for v in ds.conditions["label"]] if "label" in ds.conditions else \
+        [str(i) for i in range(ds.n_conditions)]
+    rows = _rows_in(file_units, ds.unit_id, "source_unit_id")
+    region = None if rows is None else DynamicTableRegion(
+        name="units_region", data=rows, table=file_units,
+        description="Rows of the modelled neurons in this file's units table.")
+    data = np.ascontiguousarray(ds.counts.astype(np.float32).transpose(2, 0, 1)[:, order])
+    counts = BinnedAlignedSpikes(
+        name="binned_counts", bin_width_in_ms=float(ds.bin_size * 1e3),
+        event_to_bin_offset_in_ms=float((ds.time[0] - ds.bin_size / 2) * 1e3),
+        data=data, event_timestamps=np.asarray(event_times, dtype=np.float64),
+        condition_indices=ds.condition[order].astype(np.uint64),
+        condition_labels=labels, units_region=region)
+    wrapped = compressed(data)
+    if wrapped is not data:  # the type's constructor takes plain arrays only
+        counts.set_data_io("data", type(wrapped), {k: wrapped.io_settings[k] for k in (
+            "compression", "compression_opts", "shuffle")})
+    return counts
+
+
+def _modelled_data(ds: TrialDataset):
+    clock = "" if np.all(np.isfinite(ds.align_time)) else (
+        " The trials have no session times: the event times of binned_counts and the times "
+        "of rates are on a clock of their own, trials laid back to back.")
+    return ndx.JEDIModelledData(
+        name="modelled_data",
+        description=f"The modelled dataset: {ds.n_trials} trials x {ds.n_bins} bins x "
+                    f"{ds.n_units} neurons in {ds.bin_size * 1e3:g} ms bins; its counts are "
+                    f"'binned_counts' (events in time order; the trials table's 'event' "
+                    f"column maps each trial to its event).{clock}",
         bin_size=float(ds.bin_size),
-        counts=compressed(ds.counts.astype(np.float32)),
         bin_centers=ds.time.astype(np.float64),
         unit_ids=_id_data(ds.unit_id),
         dataset_metadata=json.dumps(_dataset_metadata(ds), default=_json_default,
@@ -385,18 +531,29 @@ def _dataset_metadata(ds: TrialDataset) -> dict[str, Any]:
     return metadata
 
 
-def _rates_series(results: FitResults, ds: TrialDataset):
-    """The fitted rates over the modelled windows, trial after trial."""
+def _rates_series(results: FitResults, ds: TrialDataset, grid: RateGrid | None):
+    """The fitted rates on one regular grid (NaN outside the modelled windows), or trial after
+    trial with timestamps when the windows overlap."""
+    from hdmf.backends.hdf5 import H5DataIO
     from pynwb import TimeSeries
 
+    what = (f"Firing rates predicted by the JEDI model for the {ds.n_trials} modelled trials "
+            f"({ds.n_bins} bins each); columns are the neurons of modelled_data/unit_ids. "
+            f"The 'rates' column of the 'trials' table gives each trial's samples.")
+    if grid is not None:
+        data = H5DataIO(GridRates(results.rates, grid), compression="gzip",
+                        compression_opts=4, shuffle=True, fillvalue=np.nan)
+        return TimeSeries(name="rates", data=data, unit="Hz",
+                          starting_time=float(grid.starting_time), rate=float(1.0 / grid.step),
+                          description=f"{what} {grid.describe()}",
+                          comments="Samples are bin centers; NaN where nothing was modelled.")
     flat = results.rates.reshape(ds.n_trials * ds.n_bins, ds.n_units)
-    timing, where = _rate_timing(ds)
+    stamps = (ds.align_time[:, None] + ds.time[None, :]).ravel()
     return TimeSeries(
-        name="rates", data=compressed(flat), unit="Hz", **timing,
-        description=f"Firing rates predicted by the JEDI model for the modelled trials "
-                    f"({ds.n_trials} trials x {ds.n_bins} bins, concatenated trial after "
-                    f"trial in the order of the 'trials' table; columns are the neurons "
-                    f"of binned_counts/unit_ids). {where}",
+        name="rates", data=compressed(flat), unit="Hz", timestamps=compressed(stamps),
+        description=f"{what} The trials' windows overlap in time, so they are stored trial "
+                    f"after trial in the order of the 'trials' table, with session "
+                    f"timestamps (not regularly sampled).",
         comments="Samples are bin centers; gaps between trials are not modelled.")
 
 
@@ -478,23 +635,6 @@ def _dataset_name(tensor_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "__", tensor_name)
 
 
-def _rate_timing(ds: TrialDataset) -> tuple[dict[str, Any], str]:
-    if np.all(np.isfinite(ds.align_time)):
-        stamps = (ds.align_time[:, None] + ds.time[None, :]).ravel()
-        where = "Timestamps are session times: alignment time + bin center."
-    else:
-        # No session times: trials are laid back to back, one bin apart, on their own clock.
-        span = ds.n_bins * ds.bin_size
-        stamps = (np.arange(ds.n_trials)[:, None] * span + (ds.time - ds.time[0])[None, :]
-                  + ds.bin_size / 2).ravel()
-        where = ("The trials have no session times, so they are laid back to back "
-                 "(timestamps are not session times).")
-    diffs = np.diff(stamps)
-    if len(stamps) > 1 and np.allclose(diffs, diffs[0], rtol=0, atol=1e-9) and diffs[0] > 0:
-        return {"starting_time": float(stamps[0]), "rate": float(1.0 / diffs[0])}, where
-    return {"timestamps": compressed(stamps)}, where
-
-
 def _table_column(name: str, values: pd.Series, description: str):
     from hdmf.common import VectorData
 
@@ -532,25 +672,39 @@ def _json_default(value):
 
 
 # ---------------------------------------------------------------------------------- derived file
-def _derived_file(ds: TrialDataset, session: Session | None):
-    """A new NWBFile for the same session, with the modelled units and trials copied in."""
-    meta = dict(session.metadata) if session is not None else dict(ds.provenance.session)
+def _derived_header(meta: Mapping[str, Any], subject: Mapping[str, Any] | None,
+                    label: str) -> dict[str, Any]:
+    """The NWBFile arguments of a derived file: the source's session metadata, its subject
+    (plus the given fields; nothing invented) and a session id naming this output."""
+    label = clean_label(label)
     start = _parse_time(meta.get("session_start_time"))
     described = meta.get("session_description") or "session"
     fields: dict[str, Any] = {}
-    for key in ("session_id", "institution", "lab", "experiment_description", "protocol",
-                "notes"):
+    for key in ("institution", "lab", "experiment_description", "protocol", "notes"):
         if isinstance(meta.get(key), str) and meta[key]:
             fields[key] = meta[key]
     for key in ("experimenter", "related_publications", "keywords"):
         value = meta.get(key)
         if value:
             fields[key] = [str(v) for v in (value if isinstance(value, list) else [value])]
-    nwbfile = new_nwbfile(
-        session_description=f"JEDI results for: {described}" if start is not None else
-        f"JEDI results for: {described} (session start time unknown; set to 1970-01-01)",
-        session_start_time=start or _UNKNOWN_START, subject=_subject(meta.get("subject")),
-        **fields)
+    source_id = meta.get("session_id") if isinstance(meta.get("session_id"), str) else None
+    merged = merge_subject(_source_subject(meta.get("subject")), subject)
+    if merged is not None and isinstance(merged.get("date_of_birth"), str):
+        birth = _parse_time(merged["date_of_birth"])
+        if birth is None:
+            raise UserError(f"subject date_of_birth {merged['date_of_birth']!r} is not an ISO "
+                            f"8601 date; write e.g. 2019-05-01")
+        merged["date_of_birth"] = birth
+    what = f"JEDI results ({label}) for: {described}"
+    return {"session_description": what if start is not None else
+            f"{what} (session start time unknown; set to 1970-01-01)",
+            "session_start_time": start or _UNKNOWN_START, "subject": merged,
+            "session_id": derived_session_id(source_id, label), **fields}
+
+
+def _derived_file(ds: TrialDataset, session: Session | None, header: Mapping[str, Any]):
+    """A new NWBFile for the same session, with the modelled units and trials copied in."""
+    nwbfile = new_nwbfile(**header, **generated_by())
     if session is not None:
         _copy_units(nwbfile, ds, session)
         _copy_trials(nwbfile, ds, session)
@@ -569,23 +723,16 @@ def _parse_time(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _subject(meta) -> dict[str, Any] | None:
-    """The fields of the source's subject that NWB accepts, or None without a subject."""
+def _source_subject(meta) -> dict[str, Any] | None:
+    """The fields of the source's subject that NWB accepts, as the source has them."""
     if not isinstance(meta, Mapping) or not meta:
         return None
-    fields = {}
-    for key in ("subject_id", "species", "sex", "age", "genotype", "description", "strain",
-                "weight"):
-        value = meta.get(key)
-        if isinstance(value, str) and value:
-            fields[key] = value
+    fields: dict[str, Any] = {key: meta[key] for key in SUBJECT_FIELDS
+                              if key != "date_of_birth" and isinstance(meta.get(key), str)
+                              and meta[key]}
     birth = _parse_time(meta.get("date_of_birth"))
     if birth is not None:
         fields["date_of_birth"] = birth
-    # NWB's explicit "unknown" values, so the copy is complete without inventing facts.
-    fields.setdefault("sex", "U")
-    if "age" not in fields and "date_of_birth" not in fields:
-        fields["age"] = "P0D/"  # an open range: age unknown
     return fields
 
 

@@ -22,7 +22,8 @@ def test_info_mc_maze_layout(mc_maze_nwb, capsys):
     assert "rt" not in events.split(": ")[1].split(", ")
     assert "target_pos" in out and "ragged int16" in out
     assert "hand_pos" in out and "1000 Hz" in out and "/processing/behavior/hand_vel" in out
-    assert "species=Macaca mulatta" in out
+    # Issue 13: simulated files claim no species as recorded (NCBI "synthetic construct").
+    assert "species=http://purl.obolibrary.org/obo/NCBITaxon_32630" in out
 
 
 def test_info_perich_layout_and_old_schema(perich_nwb, dandi_000006, capsys):

@@ -7,6 +7,8 @@ It answers the REST calls the real ``dandi`` client (0.81) makes to resolve an a
 - ``GET /api/dandisets/<id>/``: dandiset data with draft and most recent published version;
 - ``GET /api/dandisets/<id>/versions/``: all versions;
 - ``GET /api/dandisets/<id>/versions/<v>/info/``: one version;
+- ``GET /api/dandisets/<id>/versions/<v>/``: the version's metadata (what ``dandi download
+  --download dandiset.yaml`` writes);
 - ``GET /api/dandisets/<id>/versions/<v>/assets/?path=&page=&page_size=``: paginated asset list;
 - ``GET /api/dandisets/<id>/versions/<v>/assets/<asset id>/``: asset metadata with ``contentUrl``;
 - ``GET|HEAD /api/assets/<asset id>/download/``: 302 to the blob URL on this same server;
@@ -198,6 +200,7 @@ _ROUTES = [
     ("dandiset", re.compile(r"^/api/dandisets/(?P<d>\d+)/$")),
     ("versions", re.compile(r"^/api/dandisets/(?P<d>\d+)/versions/$")),
     ("version", re.compile(rf"^/api/dandisets/(?P<d>\d+)/versions/{_VERSION_RE}/info/$")),
+    ("metadata", re.compile(rf"^/api/dandisets/(?P<d>\d+)/versions/{_VERSION_RE}/$")),
     ("assets", re.compile(rf"^/api/dandisets/(?P<d>\d+)/versions/{_VERSION_RE}/assets/$")),
     ("asset", re.compile(
         rf"^/api/dandisets/(?P<d>\d+)/versions/{_VERSION_RE}/assets/(?P<a>[0-9a-f-]+)/$")),
@@ -299,6 +302,14 @@ class _Handler(BaseHTTPRequestHandler):
         if ds:
             self._json({**self.owner._version_json(ds, v), "asset_validation_errors": [],
                         "version_validation_errors": []}, head=head)
+
+    def _r_metadata(self, head: bool, query: dict, d: str, v: str) -> None:
+        ds = self._lookup(d, head, v)
+        if ds:
+            self._json({"schemaKey": "Dandiset", "identifier": f"DANDI:{d}",
+                        "id": f"DANDI:{d}/{v}", "version": v,
+                        "name": f"Test dandiset {d}", "description": "Served by the tests.",
+                        "license": ["spdx:CC-BY-4.0"]}, head=head)
 
     def _r_assets(self, head: bool, query: dict, d: str, v: str) -> None:
         ds = self._lookup(d, head, v)

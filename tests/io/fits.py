@@ -36,3 +36,16 @@ def assert_same_dataset(a: TrialDataset, b: TrialDataset) -> None:
     np.testing.assert_array_equal(a.align_time, b.align_time)
     assert a.bin_size == b.bin_size
     np.testing.assert_array_equal(a.split, b.split)
+
+
+def stored_rates(path, module: str = "jedi") -> np.ndarray:
+    """The fitted rates of every modelled trial (K x T x N), read back with h5py through the
+    trials table's references into the 'rates' series (ndx-jedi 0.2)."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        group = h5[f"processing/{module}"]
+        refs = group["trials/rates"][()]
+        data = group["rates/data"]
+        return np.stack([data[int(r["idx_start"]):int(r["idx_start"]) + int(r["count"])]
+                         for r in refs])

@@ -16,7 +16,7 @@ def test_shipped_yaml_matches_the_spec_builder(tmp_path):
     for built in (namespace, extensions):
         shipped = SPEC_DIR / built.name
         assert yaml.safe_load(built.read_text()) == yaml.safe_load(shipped.read_text()), (
-            f"{shipped.name} is stale; run python -m nwb_jedi.io.ndx.spec")
+            f"{shipped.name} is stale; run python nwb_jedi/io/ndx/spec.py")
 
 
 def test_shipped_yaml_is_exactly_a_fresh_export(tmp_path, monkeypatch):
@@ -32,7 +32,7 @@ def test_shipped_yaml_is_exactly_a_fresh_export(tmp_path, monkeypatch):
     for built in written:
         shipped = SPEC_DIR / built.name
         assert built.read_bytes() == shipped.read_bytes(), (
-            f"{shipped.name} is stale; run python -m nwb_jedi.io.ndx.spec")
+            f"{shipped.name} is stale; run python nwb_jedi/io/ndx/spec.py")
 
 
 def test_namespace_names_an_email_contact_per_author():
@@ -50,7 +50,8 @@ def test_namespace_is_loaded_and_types_registered():
     assert NAMESPACE in catalog.namespaces
     ndx.load_namespace()  # idempotent
     for name in ("JEDIModel", "JEDIParameter", "JEDIConditionTable", "JEDITrialTable",
-                 "JEDIBinnedCounts", "JEDIMetricsTable", "JEDIEigenvalueTable"):
+                 "JEDIModelledData", "JEDIBinnedCounts", "JEDIMetricsTable",
+                 "JEDIEigenvalueTable"):
         assert getattr(ndx, name).__name__ == name
 
 
@@ -66,7 +67,7 @@ def _walk(spec, path=""):
 def test_every_field_documented_and_names_follow_best_practices():
     types = yaml.safe_load((SPEC_DIR / f"{NAMESPACE}.extensions.yaml").read_text())
     specs = types.get("groups", []) + types.get("datasets", [])
-    assert len(specs) == 7
+    assert len(specs) == 8  # 0.2 adds JEDIModelledData
     for spec in specs:
         name = spec["neurodata_type_def"]
         assert name.startswith("JEDI")

@@ -23,7 +23,7 @@ from nwb_jedi.io.load import load_dataset, load_model
 from nwb_jedi.io.read import read_session
 from nwb_jedi.io.write import write_results
 from tests.io.assets import real_000006
-from tests.io.fits import assert_same_dataset, tiny
+from tests.io.fits import assert_same_dataset, stored_rates, tiny
 
 
 # ---------------------------------------------------------------------------------- contents
@@ -33,7 +33,10 @@ def test_derived_file_copies_session_units_and_trials(maze_fit, written, mc_maze
     _, ds, session = maze_fit
     with NWBHDF5IO(written["derived"], "r") as io:
         out = io.read()
-        assert out.session_id == session.metadata["session_id"]
+        # Issue 13: the derived file's session_id names it (dandi organize's file name); the
+        # source's is kept in the modelled data's provenance.
+        assert out.session_id == f"{session.metadata['session_id']}-jedi-rank2"
+        assert ds.provenance.session["session_id"] == session.metadata["session_id"]
         assert out.identifier != session.metadata["identifier"]
         assert out.subject.subject_id == session.metadata["subject"]["subject_id"]
         assert out.units.resolution == session.time_resolution
@@ -48,10 +51,12 @@ def test_derived_file_copies_session_units_and_trials(maze_fit, written, mc_maze
         np.testing.assert_array_equal(trials["target_pos"].iloc[0], src["target_pos"].iloc[0])
         module = out.processing["jedi"]
         assert module["rates"].unit == "Hz"
-        n_rows = ds.n_trials * ds.n_bins
-        assert module["rates"].data.shape == (n_rows, ds.n_units)
-        np.testing.assert_allclose(module["rates"].timestamps[:ds.n_bins],
-                                   ds.align_time[0] + ds.time)
+        # Issue 13: the rates are on one regular grid (NaN between windows), and each trial's
+        # samples are referenced from the trials table, instead of trials back to back.
+        assert module["rates"].data.shape[1] == ds.n_units and module["rates"].rate == 50.0
+        first = module["trials"]["rates"][0]
+        assert first.count == ds.n_bins
+        np.testing.assert_allclose(first.timestamps, ds.align_time[0] + ds.time, atol=0.0101)
         cond = module["conditions"].to_dataframe()
         assert list(cond["n_trials"]) == ds.trials_per_condition().tolist()
         assert module["trials"]["embedding"].data.shape == (ds.n_trials, 3)
@@ -277,9 +282,8 @@ def test_given_results_are_only_serialized(arrays_fit, tmp_path, monkeypatch):
 
     monkeypatch.setattr(model, "predict_rates", no_prediction)
     out = write_results(model, ds, tmp_path / "given.nwb", results=results)
-    with h5py.File(out, "r") as h5:
-        flat = h5["processing/jedi/rates/data"][()]
-    np.testing.assert_array_equal(flat, results.rates.reshape(-1, ds.n_units))
+    # Issue 13: rates on a regular grid; each trial's samples through the trials table.
+    np.testing.assert_array_equal(stored_rates(out), results.rates)
     stored = read_summary(out)["metrics"]
     assert list(stored["split"].unique()) == list(results.metrics)
     for row in stored.itertuples():

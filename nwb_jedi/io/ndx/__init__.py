@@ -10,8 +10,12 @@ Types
 JEDIModel            fitted model: config, fit state, provenance, one JEDIParameter per tensor
 JEDIParameter        one parameter tensor (dataset), original tensor name in 'tensor_name'
 JEDIConditionTable   one row per condition: defining values, label, embedding, trial count
-JEDITrialTable       one row per modelled trial: trial id, condition, split, alignment time
-JEDIBinnedCounts     the modelled spike counts (trials x bins x neurons), exact
+JEDITrialTable       one row per modelled trial: trial id, its row in /intervals/trials,
+                     condition, split, alignment time, embedding, its event in the counts and
+                     its samples in the rates
+JEDIModelledData     bin size, bin centers, unit ids and settings of the modelled dataset (its
+                     counts are an ndx-binned-spikes BinnedAlignedSpikes next to it)
+JEDIBinnedCounts     the modelled counts as ndx-jedi 0.1 stored them (read, no longer written)
 JEDIMetricsTable     metric, value, split
 JEDIEigenvalueTable  per-condition eigenvalues of the connectivity (real, imag)
 """
@@ -38,12 +42,14 @@ JEDIParameter = get_class("JEDIParameter", NAMESPACE)
 JEDIModel = get_class("JEDIModel", NAMESPACE)
 JEDIConditionTable = get_class("JEDIConditionTable", NAMESPACE)
 JEDITrialTable = get_class("JEDITrialTable", NAMESPACE)
+JEDIModelledData = get_class("JEDIModelledData", NAMESPACE)
 JEDIBinnedCounts = get_class("JEDIBinnedCounts", NAMESPACE)
 JEDIMetricsTable = get_class("JEDIMetricsTable", NAMESPACE)
 JEDIEigenvalueTable = get_class("JEDIEigenvalueTable", NAMESPACE)
 
 __all__ = [
     "NAMESPACE", "NAMESPACE_PATH", "VERSION", "JEDIBinnedCounts", "JEDIConditionTable",
-    "JEDIEigenvalueTable", "JEDIMetricsTable", "JEDIModel", "JEDIParameter", "JEDITrialTable",
+    "JEDIEigenvalueTable", "JEDIMetricsTable", "JEDIModel", "JEDIModelledData",
+    "JEDIParameter", "JEDITrialTable",
     "load_namespace",
 ]

@@ -3,7 +3,7 @@
 The generated ``ndx-jedi.namespace.yaml`` and ``ndx-jedi.extensions.yaml`` are shipped in this
 folder; regenerate them after editing this file with::
 
-    python -m nwb_jedi.io.ndx.spec
+    python nwb_jedi/io/ndx/spec.py
 
 (`tests/io/test_ndx.py` fails when the shipped YAML differs from what this file builds.)
 """
@@ -15,7 +15,11 @@ import sys
 from pathlib import Path
 
 NAMESPACE = "ndx-jedi"
-VERSION = "0.1.0"
+#: 0.2.0: the modelled counts are an ndx-binned-spikes ``BinnedAlignedSpikes`` (units region,
+#: event timestamps, condition indices) with `JEDIModelledData` beside it; the trials table links
+#: each row to ``/intervals/trials`` and to its samples of the rates. 0.1.0 files (counts in a
+#: `JEDIBinnedCounts`) still open: the type stays in the spec and the loader reads both.
+VERSION = "0.2.0"
 #: Authors of the extension and, in the same order, their contact e-mail addresses (NWB asks
 #: for an e-mail per author; the project has no mailing list, so a GitHub no-reply address).
 AUTHORS = ["nwb_jedi developers"]
@@ -143,6 +147,47 @@ def build_types() -> list:
                            doc="Per-trial embedding (condition embedding plus the trial's "
                                "fitted offset), present when the model was fitted with "
                                "per-trial embeddings."),
+            NWBDatasetSpec(name="trial", neurodata_type_inc="DynamicTableRegion",
+                           dtype="int", quantity="?",
+                           doc="Row of the trial in the file's trials table "
+                               "(/intervals/trials), present when the file holds the "
+                               "modelled trials (ndx-jedi 0.2)."),
+            NWBDatasetSpec(name="event", neurodata_type_inc="VectorData", dtype="int",
+                           quantity="?",
+                           doc="Index of the trial among the events of the "
+                               "BinnedAlignedSpikes 'binned_counts', whose events are sorted "
+                               "by time (ndx-jedi 0.2)."),
+            NWBDatasetSpec(name="rates", neurodata_type_inc="TimeSeriesReferenceVectorData",
+                           quantity="?",
+                           doc="The trial's samples in the 'rates' TimeSeries: first sample, "
+                               "number of samples (bins) and the series (ndx-jedi 0.2)."),
+        ],
+    )
+
+    modelled = NWBGroupSpec(
+        neurodata_type_def="JEDIModelledData",
+        neurodata_type_inc="NWBDataInterface",
+        default_name="modelled_data",
+        doc="What rebuilding the modelled dataset exactly needs besides its counts, which are "
+            "the BinnedAlignedSpikes (ndx-binned-spikes) 'binned_counts' of the same module: "
+            "the bin size, the bin centers, the neurons' ids and the settings that built the "
+            "dataset (ndx-jedi 0.2).",
+        attributes=[
+            text_attr("description", "Human-readable description of the modelled data."),
+            NWBAttributeSpec(name="bin_size", dtype="float64", doc="Bin width in seconds."),
+        ],
+        datasets=[
+            NWBDatasetSpec(name="bin_centers", dtype="float64", dims=["num_bins"],
+                           shape=[None],
+                           doc="Bin centers in seconds relative to each trial's alignment "
+                               "event, exactly as modelled."),
+            NWBDatasetSpec(name="unit_ids", dims=["num_units"], shape=[None],
+                           doc="Ids of the modelled neurons (as in the source units "
+                               "table), in the order of the units of 'binned_counts' and of "
+                               "the columns of 'rates'."),
+            NWBDatasetSpec(name="dataset_metadata", dtype="text",
+                           doc="JSON object: how the dataset was built (condition mapper "
+                               "settings, drop report, source session metadata)."),
         ],
     )
 
@@ -152,7 +197,9 @@ def build_types() -> list:
         default_name="binned_counts",
         doc="The binned spike counts that were modelled (trials x bins x neurons), with what "
             "is needed to rebuild the dataset exactly: bin centers, neuron ids and the "
-            "settings that built it.",
+            "settings that built it. The layout of ndx-jedi 0.1, kept so that its files open; "
+            "0.2 stores the counts in an ndx-binned-spikes BinnedAlignedSpikes and the rest in "
+            "JEDIModelledData.",
         attributes=[
             text_attr("description", "Human-readable description of the binned data."),
             NWBAttributeSpec(name="bin_size", dtype="float64", doc="Bin width in seconds."),
@@ -207,7 +254,7 @@ def build_types() -> list:
                            doc="Imaginary part of the eigenvalue."),
         ],
     )
-    return [parameter, model, condition_table, trial_table, binned, metrics, eigen]
+    return [parameter, model, condition_table, trial_table, modelled, binned, metrics, eigen]
 
 
 def namespace_builder():
