@@ -171,12 +171,12 @@ class JEDI(NeuronRNNEstimator):
         tau: float = 0.1,
         observation: str = "poisson",
         trial_embeddings: bool = False,
-        trial_states: int = 0,
-        trial_inputs: int = 0,
-        input_spacing: float = 0.1,
-        trial_penalty: float = 1.0,
-        input_penalty: float = 1.0,
-        target_smooth: float = 0.0,
+        trial_states: int = 4,
+        trial_inputs: int = 2,
+        input_spacing: float = 0.05,
+        trial_penalty: float = 100.0,
+        input_penalty: float = 30.0,
+        target_smooth: float = 0.04,
         noise_std: float = 0.02,
         lr: float = 1e-2,
         embed_lr: float = 3e-2,
@@ -187,7 +187,7 @@ class JEDI(NeuronRNNEstimator):
         n_decays: int = 4,
         warmup: int = 5,
         min_epochs: int = 20,
-        ema: float = 0.0,
+        ema: float = 0.99,
         batch_size: int = 64,
         grad_clip: float = 5.0,
         smooth_sd: float = 0.04,
@@ -266,17 +266,28 @@ class JEDI(NeuronRNNEstimator):
 
     def _remember_data(self, train: TrialDataset) -> None:
         super()._remember_data(train)
-        self.context_ids_ = (np.asarray(train.trial_id) if self.has_trial_contexts
-                             else np.asarray([], dtype=np.int64))
+        if self.has_trial_contexts:
+            self.context_ids_ = np.asarray(train.trial_id)
+            self.context_conditions_ = self._condition_rows(train)
+        else:
+            self.context_ids_ = np.asarray([], dtype=np.int64)
+            self.context_conditions_ = np.asarray([], dtype=np.int64)
 
     def _extra_config(self) -> dict[str, Any]:
         return {"context_ids": [v.item() if isinstance(v, np.generic) else v
-                                for v in np.asarray(self.context_ids_).tolist()]}
+                                for v in np.asarray(self.context_ids_).tolist()],
+                "context_conditions": [int(c) for c in self.context_conditions_]}
 
     def _restore_extra_config(self, config: dict[str, Any]) -> None:
-        # Files of format version 1 name the rows of the per-trial offsets trial_offset_ids.
+        # Files of format version 1 name the rows of the per-trial offsets trial_offset_ids
+        # and do not record their conditions.
         ids = config.get("context_ids", config.get("trial_offset_ids", []))
         self.context_ids_ = np.asarray(ids)
+        rows = np.asarray(config.get("context_conditions", []), dtype=np.int64)
+        if len(rows) and (len(rows) != len(ids) or rows.min() < 0
+                          or rows.max() >= len(self.conditions_)):
+            raise ValueError("context_conditions do not match the contexts and conditions")
+        self.context_conditions_ = rows
 
     def _upgrade_tensors(self, tensors: dict[str, np.ndarray],
                          expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
@@ -369,6 +380,42 @@ class JEDI(NeuronRNNEstimator):
         return np.array([lookup.get(str(t), -1) for t in ds.trial_id])
 
     # ------------------------------------------------------------------ using the fit
+    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
+        """Predicted firing rates in Hz, shape (K, T, N), for the trials of `ds`.
+
+        A trial whose context the model fitted or inferred is predicted with it. Any other
+        trial is predicted by its condition: when the model has per-trial contexts, that is the
+        average over the condition's trials with contexts (its trials' variability
+        marginalized, rather than the one trial without any); else the condition's network.
+        """
+        rates = super().predict_rates(ds)
+        marginal = self._marginal_rates(ds)
+        if marginal is not None:
+            rows, index = self._condition_rows(ds), self._context_index(ds)
+            for k in np.flatnonzero(index < 0):
+                if not np.isnan(marginal[rows[k], 0, 0]):
+                    rates[k] = marginal[rows[k]]
+        return rates
+
+    def _marginal_rates(self, ds: TrialDataset) -> np.ndarray | None:
+        """(C, T, N) rates averaged over each condition's trials with contexts (NaN for a
+        condition without any), or None when the model has no per-trial contexts."""
+        rows = getattr(self, "context_conditions_", np.zeros(0))
+        if not len(rows) or np.all(self._context_index(ds) >= 0):
+            return None
+        key = (id(self.module_), ds.n_bins)
+        cached = getattr(self, "_marginal_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        output = self._forward_batches([rows, np.arange(len(rows))], ds.n_bins)
+        rates = self._output_to_rates(output)
+        out = np.full((len(self.conditions_), ds.n_bins, self.n_units_), np.nan,
+                      dtype=np.float32)
+        for c in np.unique(rows):
+            out[c] = rates[rows == c].mean(0)
+        self._marginal_cache = (key, out)
+        return out
+
     def embed_trials(self, ds: TrialDataset) -> np.ndarray:
         """Each trial's embedding (K, d): its condition's, plus its own offset when the model
         has per-trial embeddings and fitted (or inferred) that trial's context."""
@@ -396,7 +443,7 @@ class JEDI(NeuronRNNEstimator):
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
             raise UserError(f"embeddings must have shape (n, {self.embed_dim}), got "
                             f"{embeddings.shape}")
-        config = {**config, "context_ids": [],
+        config = {**config, "context_ids": [], "context_conditions": [],
                   "conditions": {"columns": ["label"], "rows": [[str(v)] for v in labels]}}
         tensors = {**tensors, "embeddings": embeddings}
         for name in ("contexts.offsets", "contexts.states", "contexts.inputs"):
@@ -498,6 +545,7 @@ class JEDI(NeuronRNNEstimator):
         new._remember_data(ds)
         if not per_trial:
             new.context_ids_ = np.asarray([], dtype=np.int64)
+            new.context_conditions_ = np.asarray([], dtype=np.int64)
         # The new model is this network: its neurons, bin width and simulation length.
         new.bin_size_, new.n_bins_, new.unit_id_ = self.bin_size_, self.n_bins_, self.unit_id_
         known = {label: i for i, label in enumerate(self.conditions_["label"].astype(str))}

@@ -107,8 +107,10 @@ class Schedule:
     epochs only confirm that the best state has passed. No fit ends before `min_epochs`.
 
     A loss spike (a training loss that is not finite, or that undoes more than `spike` of the
-    improvement made since the first epoch) restores the best state and lowers the rate, instead
-    of letting a fit end flat after one bad step.
+    improvement made since the first epoch, and by more than the loss's own epoch-to-epoch
+    noise) restores the best state and lowers the rate, instead of letting a fit end flat after
+    one bad step; at most `n_decays` times. Epochs of the warm-up are never kept as the best
+    state: on noisy validation data an almost untrained model can look best by chance.
     """
 
     patience: int = 10
@@ -236,11 +238,14 @@ def run_training(
             with torch.no_grad(), averaged.swapped_in():
                 current_val = float(val_loss())
         state.record(epoch + 1, train_loss, current_val, scale, time.perf_counter() - start)
+        if not math.isfinite(train_loss) and state.decays >= schedule.n_decays:
+            break  # diverged again with no recovery left: keep the best state seen
         if state.spiked(train_loss, schedule):
             state.recover(optimizer, averaged)  # back to the best state, at a lower rate
         else:
             with averaged.swapped_in():
-                state.update(current_val if val_loss is not None else train_loss, schedule)
+                state.update(current_val if val_loss is not None else train_loss, schedule,
+                             eligible=epoch + 1 >= schedule.warmup)
         # The bar counts toward the end of the fit the schedule foresees, not the budget.
         bar.total = min(max_epochs, epoch + 1 + schedule.epochs_left(state.stale, state.decays))
         bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}",
@@ -385,12 +390,21 @@ class _Progress:
         return self.decays >= schedule.n_decays and self.stale >= schedule.patience
 
     def spiked(self, train_loss: float, schedule: Schedule) -> bool:
-        """A non-finite loss, or one that undid more than `schedule.spike` of the progress."""
+        """A non-finite loss, or one that undid more than `schedule.spike` of the progress and
+        more than five times the typical change between epochs; never more than
+        `schedule.n_decays` recoveries."""
+        if self.decays >= schedule.n_decays:
+            return False
         if not math.isfinite(train_loss):
             return True
+        if math.isinf(self.best):
+            return False
         gained = self.first_train - self.best_train
+        losses = np.asarray(self.history["train_loss"][:-1], dtype=float)
+        steps = np.abs(np.diff(losses[np.isfinite(losses)]))
+        noise = float(np.median(steps)) if len(steps) >= 3 else math.inf
         return (math.isfinite(gained) and gained > 0
-                and train_loss > self.best_train + schedule.spike * gained)
+                and train_loss > self.best_train + max(schedule.spike * gained, 5 * noise))
 
     def recover(self, optimizer: torch.optim.Optimizer, averaged: _Average) -> None:
         """Return to the best state (parameters and optimizer moments) at a lower rate."""
@@ -400,12 +414,16 @@ class _Progress:
         self.decays += 1
         self.stale = 0
 
-    def update(self, monitored: float, schedule: Schedule) -> None:
-        """Keep the state when the monitored loss improved; on a plateau, lower the rate."""
+    def update(self, monitored: float, schedule: Schedule, eligible: bool = True) -> None:
+        """Keep the state when the monitored loss improved (and the epoch is `eligible`); on a
+        plateau, lower the rate."""
         train_loss = self.history["train_loss"][-1]
         self.best_train = min(self.best_train, train_loss)
-        if monitored < self.best - 1e-6 * abs(self.best) or (math.isinf(self.best) and
-                                                             math.isfinite(monitored)):
+        improved = monitored < self.best - 1e-6 * abs(self.best) or (
+            math.isinf(self.best) and math.isfinite(monitored))
+        if not eligible:
+            return
+        if improved:
             self.best = monitored
             self.best_state = copy.deepcopy(self.module.state_dict())
             self.best_optimizer = copy.deepcopy(self.optimizer.state_dict())
