@@ -229,23 +229,9 @@ def embedding_distances(model, metric: str = "euclidean") -> np.ndarray:
 
 
 def model_with_embeddings(model, embeddings: np.ndarray, labels: Sequence[str]):
-    """A copy of a fitted JEDI whose conditions are the given embeddings (network unchanged).
-
-    Built through the model's own ``get_state``/``from_state``, so the copy is validated like a
-    loaded model.
-    """
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    config, tensors = model.get_state()
-    config = dict(config)
-    tensors = dict(tensors)
-    if embeddings.ndim != 2 or embeddings.shape[1] != tensors["embeddings"].shape[1]:
-        raise UserError(f"embeddings must have shape (n, {tensors['embeddings'].shape[1]}), got "
-                        f"{embeddings.shape}")
-    config["conditions"] = {"columns": ["label"], "rows": [[str(v)] for v in labels]}
-    config["trial_offset_ids"] = []
-    tensors["embeddings"] = embeddings
-    tensors["trial_offsets"] = np.zeros((0, embeddings.shape[1]), dtype=np.float32)
-    return type(model).from_state(config, tensors)
+    """A copy of a fitted JEDI whose conditions are the given embeddings (network unchanged);
+    see `JEDI.with_embeddings`."""
+    return model.with_embeddings(embeddings, labels)
 
 
 def predict_from_embeddings(model, embeddings: np.ndarray, n_steps: int) -> np.ndarray:

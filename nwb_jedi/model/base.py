@@ -37,7 +37,9 @@ from nwb_jedi.model.rnn import draw_noise
 from nwb_jedi.model.train import Checkpoint, Schedule, fingerprint, run_training
 
 EVAL_BATCH = 256  # trials per forward pass when predicting: bounds memory, not results
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+# Versions this release reads: 1 (before per-trial contexts) is upgraded on load.
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 
 def present_conditions(ds: TrialDataset) -> pd.DataFrame:
@@ -240,7 +242,7 @@ class Estimator:
             raise ModelFileError(f"this is not a nwb_jedi {cls.__name__} model (its config "
                                  f"names format {found!r}, not {cls._format!r}); load it with "
                                  f"nwb_jedi.load_model, which reads every estimator")
-        if config.get("format_version") != STATE_FORMAT_VERSION:
+        if config.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise ModelFileError(f"model format version {config.get('format_version')!r} is not "
                                  f"supported by nwb_jedi {__version__} (which reads version "
                                  f"{STATE_FORMAT_VERSION}); upgrade nwb_jedi")
@@ -268,6 +270,8 @@ class Estimator:
             raise ModelFileError(f"the model config is incomplete or malformed ({err}); the "
                                  f"file is damaged or not a {cls.__name__} model") from None
         expected = model._expected_tensors(n_units)
+        if config.get("format_version") != STATE_FORMAT_VERSION:
+            tensors = model._upgrade_tensors(dict(tensors), expected)
         model._restore_tensors(_checked_tensors(tensors, expected))
         model.history_ = {k: list(v) for k, v in config.get("history", {}).items()}
         model.n_epochs_ = len(model.history_.get("epoch", []))
@@ -275,6 +279,12 @@ class Estimator:
 
     def _restore_extra_config(self, config: dict[str, Any]) -> None:
         """Read back what `_extra_config` stored."""
+
+    def _upgrade_tensors(self, tensors: dict[str, np.ndarray],
+                         expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
+                         ) -> dict[str, np.ndarray]:
+        """Tensors stored by an older format version, in this version's names and shapes."""
+        return tensors
 
     def save(self, path: str | os.PathLike) -> None:
         """Write config + tensors + versions to one ``.npz`` file (no pickle), atomically."""
@@ -467,8 +477,10 @@ class NeuronRNNEstimator(Estimator):
         return Schedule(patience=self.patience, decay=self.lr_decay, n_decays=self.n_decays,
                         warmup=self.warmup, min_epochs=self.min_epochs)
 
-    def _penalty(self, chunk: list[torch.Tensor]) -> torch.Tensor | float:
-        """A regularization term added to a minibatch's loss (none by default)."""
+    def _penalty(self, chunk: list[torch.Tensor], n_steps: int,
+                 n_observed_units: int) -> torch.Tensor | float:
+        """A regularization term added to a minibatch's mean loss (none by default); a trial
+        has `n_steps` x `n_observed_units` likelihood terms."""
         return 0.0
 
     def _train(self, train: TrialDataset, val: TrialDataset | None,
@@ -482,6 +494,7 @@ class NeuronRNNEstimator(Estimator):
         inputs = [torch.as_tensor(a, device=device) for a in self._trial_inputs(train)]
         mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
                                                               device=device)
+        n_observed = n_units if unit_mask is None else int(np.sum(unit_mask))
         generator = torch.Generator(device=device).manual_seed(self.seed)
 
         def batch_loss(batch: np.ndarray, local: np.ndarray, net: nn.Module) -> torch.Tensor:
@@ -493,11 +506,11 @@ class NeuronRNNEstimator(Estimator):
             idx = torch.as_tensor(batch[local], device=device)
             chunk = [a[idx] for a in inputs]
             loss = self._run_module(net, chunk, n_steps, noise, targets[idx], mask)
-            return loss + self._penalty(chunk)
+            return loss + self._penalty(chunk, n_steps, n_observed)
 
         val_loss = None
         if val is not None:
-            val_targets = torch.as_tensor(self._targets(val), device=device)
+            val_targets = torch.as_tensor(self._targets(val, training=False), device=device)
             val_inputs = self._trial_inputs(val)
 
             def val_loss() -> float:
@@ -505,7 +518,7 @@ class NeuronRNNEstimator(Estimator):
 
         with threads_for_step_size(self.batch_size * n_units):
             return run_training(
-                batch_loss, train.n_trials, torch.optim.Adam(groups),
+                batch_loss, train.n_trials, torch.optim.AdamW(groups),
                 [p for g in groups for p in g["params"]], self.module_,
                 val_loss=val_loss,
                 max_epochs=self.max_epochs if max_epochs is None else max_epochs,
@@ -523,8 +536,9 @@ class NeuronRNNEstimator(Estimator):
         return self._output_to_rates(output).astype(np.float32)
 
     # ------------------------------------------------------------------ observation conventions
-    def _targets(self, ds: TrialDataset) -> np.ndarray:
-        """What the observation model is fitted to: counts, or normalized smoothed rates."""
+    def _targets(self, ds: TrialDataset, training: bool = True) -> np.ndarray:
+        """What the observation model is fitted to (`training`) or scored on: counts, or
+        normalized smoothed rates."""
         if self.observation == "poisson":
             return ds.counts
         rates = metrics.smooth(ds.counts / ds.bin_size, self.smooth_sd / ds.bin_size)

@@ -13,6 +13,7 @@ how embeddings of new data are inferred with the network frozen.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -21,46 +22,54 @@ import numpy as np
 import torch
 from torch import nn
 
+from nwb_jedi._runtime import threads_for_step_size
+from nwb_jedi.data.binning import smooth_counts
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.base import NeuronRNNEstimator
+from nwb_jedi.model.contexts import TrialContexts, n_basis_for
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
 from nwb_jedi.model.rnn import Readout, simulate
 from nwb_jedi.model.rnn import step as rnn_step
 
 FORMAT_NAME = "nwb_jedi.JEDI"
+# Trials per forward pass when inferring contexts: bounds memory; the gradient is summed.
+INFER_CHUNK = 512
 
 
 class _JEDIModule(nn.Module):
     """All trainable tensors of a JEDI model."""
 
     def __init__(self, n_conditions: int, n_units: int, embed_dim: int, hidden: int,
-                 rank: int | None, observation: str, n_trial_offsets: int = 0):
+                 rank: int | None, observation: str, contexts: TrialContexts):
         super().__init__()
         self.embeddings = nn.Parameter(torch.randn(n_conditions, embed_dim))
-        self.trial_offsets = nn.Parameter(torch.zeros(n_trial_offsets, embed_dim))
         self.hypernet = HyperNetwork(embed_dim, n_units, rank, hidden)
         self.readout = Readout(n_units, observation)
+        self.contexts = contexts
         # Normalization of the Gaussian targets (identity for Poisson), kept with the model.
         self.register_buffer("target_mean", torch.zeros(n_units))
         self.register_buffer("target_std", torch.ones(n_units))
 
     def trial_embeddings(self, condition: torch.Tensor,
-                         offset_index: torch.Tensor | None = None) -> torch.Tensor:
+                         context_index: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embeddings[condition]
-        if offset_index is not None and self.trial_offsets.shape[0]:
-            known = offset_index >= 0
-            offsets = self.trial_offsets[offset_index.clamp_min(0)]
-            emb = emb + offsets * known.unsqueeze(-1)
-        return emb
+        offsets = self.contexts.embedding_offsets(context_index)
+        return emb if offsets is None else emb + offsets
 
     def forward(self, condition: torch.Tensor, n_steps: int, alpha: float,
-                offset_index: torch.Tensor | None = None, noise_std: float = 0.0,
+                context_index: torch.Tensor | None = None, noise_std: float = 0.0,
                 noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
-                unit_mask: torch.Tensor | None = None) -> torch.Tensor:
+                unit_mask: torch.Tensor | None = None,
+                knot_step: float = 1.0) -> torch.Tensor:
         """The readout's output for these trials, or, given `target`, the mean loss of it."""
-        weights = self.hypernet(self.trial_embeddings(condition, offset_index))
-        activity = simulate(weights, n_steps, alpha, noise_std, noise=noise)
+        weights = self.hypernet(self.trial_embeddings(condition, context_index))
+        x0 = weights.x0
+        start = self.contexts.state_offsets(context_index)
+        if start is not None:
+            x0 = x0 + start
+        drive = self.contexts.drive(context_index, n_steps, alpha, knot_step)
+        activity = simulate(weights, n_steps, alpha, noise_std, noise=noise, x0=x0, drive=drive)
         if target is not None:
             return self.readout.loss(activity, target, unit_mask)
         return self.readout(activity)
@@ -83,15 +92,29 @@ class JEDI(NeuronRNNEstimator):
         Poisson likelihood on spike counts, or Gaussian on smoothed normalized rates (the
         paper's dRNN setting).
     trial_embeddings : bool
-        Learn a per-trial offset δ_k added to the condition embedding (L2 penalized).
+        Give every trial an offset δ_k added to its condition's embedding.
+    trial_states : int
+        Size q of every trial's own initial-state offset (0: none).
+    trial_inputs : int
+        Number p of every trial's own inferred, time-varying inputs (0: none).
+    input_spacing : float
+        Seconds between the smooth basis functions of the inferred inputs.
     trial_penalty : float
-        Weight of the L2 penalty on per-trial offsets.
+        Strength of the Gaussian prior on embedding offsets and initial-state offsets, per trial
+        (see `nwb_jedi.model.contexts`).
+    input_penalty : float
+        Strength of the Gaussian prior on the inferred inputs' coefficients, per trial.
+    target_smooth : float
+        Poisson observation: fit to spike counts smoothed with a Gaussian of this sd (s) (0: raw
+        counts); validation always scores the raw counts. Smoothed targets cut the noise the
+        network would otherwise fit.
     noise_std : float
         Standard deviation σ of the process noise during training (none when predicting).
     lr, embed_lr : float
         Adam learning rates of the network (hypernetwork and readout) and of the embeddings.
     weight_decay : float
-        L2 weight decay on the network parameters.
+        Decoupled weight decay (AdamW) of the network's weight matrices; biases, the readout
+        and embeddings are not decayed.
     max_epochs : int
         Training budget: the most epochs a fit runs.
     patience : int
@@ -110,7 +133,8 @@ class JEDI(NeuronRNNEstimator):
     batch_size : int
         Trials per minibatch.
     grad_clip : float
-        Maximum gradient norm.
+        Clip every gradient at this multiple of the recent typical gradient norm (0: never);
+        relative, so it engages on outliers whatever the loss's scale.
     smooth_sd : float
         Gaussian smoothing (s) of the targets for ``observation="gaussian"``.
     device : str
@@ -147,7 +171,12 @@ class JEDI(NeuronRNNEstimator):
         tau: float = 0.1,
         observation: str = "poisson",
         trial_embeddings: bool = False,
-        trial_penalty: float = 1e-2,
+        trial_states: int = 4,
+        trial_inputs: int = 2,
+        input_spacing: float = 0.05,
+        trial_penalty: float = 100.0,
+        input_penalty: float = 30.0,
+        target_smooth: float = 0.04,
         noise_std: float = 0.02,
         lr: float = 1e-2,
         embed_lr: float = 3e-2,
@@ -158,9 +187,9 @@ class JEDI(NeuronRNNEstimator):
         n_decays: int = 4,
         warmup: int = 5,
         min_epochs: int = 20,
-        ema: float = 0.0,
+        ema: float = 0.99,
         batch_size: int = 64,
-        grad_clip: float = 1.0,
+        grad_clip: float = 5.0,
         smooth_sd: float = 0.04,
         device: str = "auto",
         seed: int = 0,
@@ -172,7 +201,12 @@ class JEDI(NeuronRNNEstimator):
         self.tau = tau
         self.observation = observation
         self.trial_embeddings = trial_embeddings
+        self.trial_states = trial_states
+        self.trial_inputs = trial_inputs
+        self.input_spacing = input_spacing
         self.trial_penalty = trial_penalty
+        self.input_penalty = input_penalty
+        self.target_smooth = target_smooth
         self.noise_std = noise_std
         self.lr = lr
         self.embed_lr = embed_lr
@@ -200,8 +234,17 @@ class JEDI(NeuronRNNEstimator):
         if not (isinstance(self.embed_lr, int | float) and self.embed_lr > 0
                 and math.isfinite(self.embed_lr)):
             raise UserError(f"embed_lr must be a positive number, got {self.embed_lr!r}")
-        if self.trial_penalty < 0:
-            raise UserError("trial_penalty must be >= 0")
+        for name in ("trial_states", "trial_inputs"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0:
+                raise UserError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("trial_penalty", "input_penalty", "target_smooth"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a number >= 0, got {value!r}")
+        if not (isinstance(self.input_spacing, int | float) and self.input_spacing > 0):
+            raise UserError(f"input_spacing must be a positive number of seconds, got "
+                            f"{self.input_spacing!r}")
 
     # ------------------------------------------------------------------ fitted state
     @property
@@ -209,88 +252,203 @@ class JEDI(NeuronRNNEstimator):
         self._check_fitted()
         return self.module_.embeddings.detach().cpu().numpy().copy()
 
+    @property
+    def has_trial_contexts(self) -> bool:
+        """Whether trials get contexts of their own (offsets, initial states or inputs)."""
+        return bool(self.trial_embeddings or self.trial_states or self.trial_inputs)
+
+    @property
+    def trial_offset_ids_(self) -> np.ndarray:
+        """Ids of the trials with a fitted embedding offset (empty without offsets)."""
+        if not self.trial_embeddings:
+            return np.asarray([], dtype=np.int64)
+        return self.context_ids_
+
     def _remember_data(self, train: TrialDataset) -> None:
         super()._remember_data(train)
-        self.trial_offset_ids_ = (np.asarray(train.trial_id) if self.trial_embeddings
-                                  else np.asarray([], dtype=np.int64))
+        if self.has_trial_contexts:
+            self.context_ids_ = np.asarray(train.trial_id)
+            self.context_conditions_ = self._condition_rows(train)
+        else:
+            self.context_ids_ = np.asarray([], dtype=np.int64)
+            self.context_conditions_ = np.asarray([], dtype=np.int64)
 
     def _extra_config(self) -> dict[str, Any]:
-        return {"trial_offset_ids": [v.item() if isinstance(v, np.generic) else v
-                                     for v in np.asarray(self.trial_offset_ids_).tolist()]}
+        return {"context_ids": [v.item() if isinstance(v, np.generic) else v
+                                for v in np.asarray(self.context_ids_).tolist()],
+                "context_conditions": [int(c) for c in self.context_conditions_]}
 
     def _restore_extra_config(self, config: dict[str, Any]) -> None:
-        self.trial_offset_ids_ = np.asarray(config.get("trial_offset_ids", []))
+        # Files of format version 1 name the rows of the per-trial offsets trial_offset_ids
+        # and do not record their conditions.
+        ids = config.get("context_ids", config.get("trial_offset_ids", []))
+        self.context_ids_ = np.asarray(ids)
+        rows = np.asarray(config.get("context_conditions", []), dtype=np.int64)
+        if len(rows) and (len(rows) != len(ids) or rows.min() < 0
+                          or rows.max() >= len(self.conditions_)):
+            raise ValueError("context_conditions do not match the contexts and conditions")
+        self.context_conditions_ = rows
+
+    def _upgrade_tensors(self, tensors: dict[str, np.ndarray],
+                         expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
+                         ) -> dict[str, np.ndarray]:
+        # Version 1 kept the per-trial embedding offsets in "trial_offsets" and had no other
+        # contexts: rename, and give the (empty) tensors of the absent contexts.
+        if "trial_offsets" in tensors:
+            tensors["contexts.offsets"] = tensors.pop("trial_offsets")
+        for name, (shape, _dtype) in expected.items():
+            if name not in tensors and int(np.prod(shape)) == 0:
+                tensors[name] = np.zeros(shape, dtype=np.float32)
+        return tensors
+
+    @property
+    def knot_step_(self) -> float:
+        """Bins between the inferred inputs' basis functions."""
+        return max(1.0, self.input_spacing / self.bin_size_)
 
     # ------------------------------------------------------------------ template hooks
     def _build_module(self, n_units: int) -> _JEDIModule:
+        contexts = TrialContexts(len(self.context_ids_), n_units, self.embed_dim,
+                                 bool(self.trial_embeddings), int(self.trial_states),
+                                 int(self.trial_inputs),
+                                 n_basis_for(int(self.n_bins_ or 2), self.knot_step_))
         return _JEDIModule(len(self.conditions_), n_units, self.embed_dim, self.hidden,
-                           self.rank, self.observation, len(self.trial_offset_ids_))
+                           self.rank, self.observation, contexts)
 
     def _parameter_groups(self, train_network: bool = True) -> list[dict[str, Any]]:
-        """Embeddings (and trial offsets) at `embed_lr`; hypernetwork and readout at `lr`."""
+        """Embeddings and per-trial contexts at `embed_lr`; the network at `lr`, its weight
+        matrices with decoupled weight decay and everything else (biases, readout) without."""
         module = self.module_
-        embed_params = [module.embeddings]
-        if module.trial_offsets.shape[0]:
-            embed_params.append(module.trial_offsets)
-        else:  # an empty tensor takes no gradient; DistributedDataParallel must not wait for one
-            module.trial_offsets.requires_grad_(False)
-        groups = [{"params": embed_params, "lr": self.embed_lr, "weight_decay": 0.0}]
+        for p in module.contexts.parameters():  # empty tensors take no gradient (and DDP
+            p.requires_grad_(p.numel() > 0)      # must not wait for one)
+        groups = [{"params": [module.embeddings, *module.contexts.trainable()],
+                   "lr": self.embed_lr, "weight_decay": 0.0}]
         if train_network:
-            groups.append({"params": self._network_parameters(), "lr": self.lr,
-                           "weight_decay": self.weight_decay})
+            decayed, plain = self._network_parameter_split()
+            groups.append({"params": decayed, "lr": self.lr, "weight_decay": self.weight_decay})
+            groups.append({"params": plain, "lr": self.lr, "weight_decay": 0.0})
         return groups
 
+    def _network_parameter_split(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(weight matrices, other network parameters): only the first are decayed. The
+        hypernetwork's output bias is the part of the weights all conditions share, and the
+        readout starts at each neuron's mean rate: decaying them would pull the model to 0."""
+        module = self.module_
+        decayed = [layer.weight for layer in module.hypernet.layers
+                   if isinstance(layer, nn.Linear)] + module.contexts.loadings()
+        ids = {id(p) for p in decayed}
+        plain = [p for p in self._network_parameters() if id(p) not in ids]
+        return decayed, plain
+
     def _network_parameters(self) -> list[nn.Parameter]:
-        return list(self.module_.hypernet.parameters()) + list(self.module_.readout.parameters())
+        module = self.module_
+        return (list(module.hypernet.parameters()) + list(module.readout.parameters())
+                + module.contexts.loadings())
 
     def _trial_inputs(self, ds: TrialDataset) -> list[np.ndarray]:
-        return [self._condition_rows(ds), self._offset_index(ds)]
+        return [self._condition_rows(ds), self._context_index(ds)]
 
     def _run_module(self, net: nn.Module, chunk: list[torch.Tensor], n_steps: int,
                     noise: torch.Tensor | None = None, target: torch.Tensor | None = None,
                     unit_mask: torch.Tensor | None = None) -> torch.Tensor:
-        condition, offset_index = chunk
+        condition, context_index = chunk
         noise_std = self.noise_std if noise is not None else 0.0
-        return net(condition, n_steps, self.alpha_, offset_index, noise_std, noise, target,
-                   unit_mask)
+        return net(condition, n_steps, self.alpha_, context_index, noise_std, noise, target,
+                   unit_mask, self.knot_step_)
 
-    def _penalty(self, chunk: list[torch.Tensor]) -> torch.Tensor | float:
-        """L2 penalty on the fitted offsets of the minibatch's trials."""
-        offsets = self.module_.trial_offsets
-        if not offsets.shape[0]:
-            return 0.0
-        known = chunk[1][chunk[1] >= 0]
-        if not len(known):
-            return 0.0
-        return self.trial_penalty * offsets[known].pow(2).sum(-1).mean()
+    def _penalty(self, chunk: list[torch.Tensor], n_steps: int,
+                 n_observed_units: int) -> torch.Tensor | float:
+        """The per-trial contexts' priors, against a trial's T × N likelihood terms."""
+        weights = {"offsets": self.trial_penalty, "states": self.trial_penalty,
+                   "inputs": self.input_penalty}
+        return self.module_.contexts.penalty(chunk[1], weights, n_steps * n_observed_units)
+
+    def _targets(self, ds: TrialDataset, training: bool = True) -> np.ndarray:
+        if self.observation == "poisson" and training and self.target_smooth > 0:
+            return smooth_counts(ds.counts, self.target_smooth, ds.bin_size)
+        return super()._targets(ds, training)
 
     def _unknown_condition_hint(self) -> str:
         return "fit embeddings for them first with model.infer_embeddings(dataset)"
 
-    def _offset_index(self, ds: TrialDataset) -> np.ndarray:
-        """Each trial's row in the per-trial offsets, or -1 when the trial has none."""
-        ids = getattr(self, "trial_offset_ids_", None)
+    def _context_index(self, ds: TrialDataset) -> np.ndarray:
+        """Each trial's row in the per-trial contexts, or -1 when the trial has none."""
+        ids = getattr(self, "context_ids_", None)
         if ids is None or len(ids) == 0:
             return np.full(ds.n_trials, -1)
         lookup = {str(t): i for i, t in enumerate(ids)}
         return np.array([lookup.get(str(t), -1) for t in ds.trial_id])
 
     # ------------------------------------------------------------------ using the fit
+    def predict_rates(self, ds: TrialDataset) -> np.ndarray:
+        """Predicted firing rates in Hz, shape (K, T, N), for the trials of `ds`.
+
+        A trial whose context the model fitted or inferred is predicted with it. Any other
+        trial is predicted by its condition: when the model has per-trial contexts, that is the
+        average over the condition's trials with contexts (its trials' variability
+        marginalized, rather than the one trial without any); else the condition's network.
+        """
+        rates = super().predict_rates(ds)
+        marginal = self._marginal_rates(ds)
+        if marginal is not None:
+            rows, index = self._condition_rows(ds), self._context_index(ds)
+            for k in np.flatnonzero(index < 0):
+                if not np.isnan(marginal[rows[k], 0, 0]):
+                    rates[k] = marginal[rows[k]]
+        return rates
+
+    def _marginal_rates(self, ds: TrialDataset) -> np.ndarray | None:
+        """(C, T, N) rates averaged over each condition's trials with contexts (NaN for a
+        condition without any), or None when the model has no per-trial contexts."""
+        rows = getattr(self, "context_conditions_", np.zeros(0))
+        if not len(rows) or np.all(self._context_index(ds) >= 0):
+            return None
+        key = (id(self.module_), ds.n_bins)
+        cached = getattr(self, "_marginal_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        output = self._forward_batches([rows, np.arange(len(rows))], ds.n_bins)
+        rates = self._output_to_rates(output)
+        out = np.full((len(self.conditions_), ds.n_bins, self.n_units_), np.nan,
+                      dtype=np.float32)
+        for c in np.unique(rows):
+            out[c] = rates[rows == c].mean(0)
+        self._marginal_cache = (key, out)
+        return out
+
     def embed_trials(self, ds: TrialDataset) -> np.ndarray:
-        """Each trial's embedding (K, d): its condition's, plus its own fitted offset when the
-        model has per-trial embeddings and was fitted on that trial."""
+        """Each trial's embedding (K, d): its condition's, plus its own offset when the model
+        has per-trial embeddings and fitted (or inferred) that trial's context."""
         self._check_fitted()
         device = next(self.module_.parameters()).device
         with torch.no_grad():
             return self.module_.trial_embeddings(
                 torch.as_tensor(self._condition_rows(ds), device=device),
-                torch.as_tensor(self._offset_index(ds), device=device)).cpu().numpy()
+                torch.as_tensor(self._context_index(ds), device=device)).cpu().numpy()
 
     def _weights(self, condition: int | str) -> RNNWeights:
         row = self._condition_row(condition)
         with torch.no_grad():
             emb = self.module_.embeddings[row:row + 1]
             return self.module_.hypernet(emb)
+
+    def with_embeddings(self, embeddings: np.ndarray, labels) -> JEDI:
+        """A copy whose conditions are the given embeddings (n, d) named `labels`, with this
+        network and no per-trial contexts.
+
+        Built through the model's own state, so the copy is validated like a loaded model.
+        """
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        config, tensors = self.get_state()
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embed_dim:
+            raise UserError(f"embeddings must have shape (n, {self.embed_dim}), got "
+                            f"{embeddings.shape}")
+        config = {**config, "context_ids": [], "context_conditions": [],
+                  "conditions": {"columns": ["label"], "rows": [[str(v)] for v in labels]}}
+        tensors = {**tensors, "embeddings": embeddings}
+        for name in ("contexts.offsets", "contexts.states", "contexts.inputs"):
+            tensors[name] = np.zeros((0, *tensors[name].shape[1:]), dtype=np.float32)
+        return type(self).from_state(config, tensors)
 
     def step_fn(self, condition: int | str):
         """A torch callable ``x ↦ x_next`` (noiseless) for one condition, for states (..., N).
@@ -315,66 +473,166 @@ class JEDI(NeuronRNNEstimator):
 
     def infer_embeddings(self, ds: TrialDataset, *, per_trial: bool = False,
                          unit_mask: np.ndarray | None = None, max_epochs: int | None = None,
-                         val: TrialDataset | None = None) -> JEDI:
-        """Fit embeddings for the conditions (and optionally trials) of new data.
+                         val: TrialDataset | None = None, observed_bins: int | None = None,
+                         refit_conditions: bool = True, max_iters: int = 300,
+                         tol: float = 1e-5) -> JEDI:
+        """Infer the embeddings of new data's conditions, and optionally its trials' contexts,
+        with the network frozen.
 
-        The hypernetwork and readout stay frozen; only embeddings are optimized. This is how
-        a shared model is applied to another session, and how generalization to unseen
-        conditions is measured.
+        This is how a shared model is applied to another session, how single trials are
+        modelled (co-smoothing: infer from held-in neurons; forward prediction: from the first
+        part of each trial) and how generalization to unseen conditions is measured. It is a
+        maximum a posteriori estimate: the likelihood of the observed data plus the contexts'
+        priors, optimized over all trials at once (Adam, full batch, no training noise) until
+        it stops improving. Conditions the model knows start from their trained embeddings,
+        the others from the centre of the known ones.
 
         Parameters
         ----------
         ds : TrialDataset
             Trials to infer from (their units must be the model's).
         per_trial : bool
-            Also fit a per-trial offset for every trial of `ds`.
+            Also infer every trial's own context (the model's kinds: embedding offset, initial
+            state, inputs; an embedding offset when the model has none).
         unit_mask : array of bool (N,), optional
             Fit only to these neurons (co-smoothing: infer from held-in neurons).
         max_epochs : int, optional
-            Budget; defaults to the model's `max_epochs`.
+            Kept for compatibility: the most optimization steps (as `max_iters`).
         val : TrialDataset, optional
-            Trials of the same conditions for early stopping.
+            Other trials of the same conditions: the iterate that predicts them best is kept.
+        observed_bins : int, optional
+            Fit only the first bins of each trial (forward prediction); default all.
+        refit_conditions : bool
+            Optimize the condition embeddings too (False: keep the trained ones; every
+            condition of `ds` must then be known).
+        max_iters : int
+            Most optimization steps.
+        tol : float
+            Stop when the objective improved by less than this fraction over 20 steps.
 
         Returns
         -------
         JEDI
-            A new fitted model whose `conditions_` are those of `ds`; the network weights are
-            shared (copied) from this model.
+            A new fitted model whose `conditions_` are those of `ds` (and whose per-trial
+            contexts are those of its trials); the network is this model's (copied).
         """
         self._check_fitted()
         self.check_compatible(ds)
         if ds.n_trials == 0:
             raise UserError("no trials to infer embeddings from")
-        if max_epochs is not None and (not isinstance(max_epochs, int | np.integer)
-                                       or max_epochs < 1):
-            raise UserError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+        if max_epochs is not None:
+            if not isinstance(max_epochs, int | np.integer) or max_epochs < 1:
+                raise UserError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+            max_iters = int(max_epochs)
+        n_fit = ds.n_bins if observed_bins is None else int(observed_bins)
+        if not 2 <= n_fit <= ds.n_bins:
+            raise UserError(f"observed_bins must be between 2 and the trials' {ds.n_bins} "
+                            f"bins, got {observed_bins!r}")
         val = self._check_val(ds, val)
-        new = JEDI(**self.get_params())
-        new.trial_embeddings = per_trial
-        new._remember_data(ds)
-        # The new model is this network: its neurons, bin width and simulation length.
-        new.bin_size_, new.n_bins_, new.unit_id_ = self.bin_size_, self.n_bins_, self.unit_id_
-        device = next(self.module_.parameters()).device
-        new.module_ = new._new_module(self.n_units_).to(device)
-        state = {k: v for k, v in self.module_.state_dict().items()
-                 if k not in ("embeddings", "trial_offsets")}
-        new.module_.load_state_dict(state, strict=False)
-        with torch.no_grad():
-            # Start every new condition at the centre of the known embeddings: the most
-            # neutral guess, and the same for all, so only the data separate them.
-            new.module_.embeddings.copy_(self.module_.embeddings.mean(0, keepdim=True).expand(
-                len(new.conditions_), -1))
-        network = new._network_parameters()
-        for p in network:
-            p.requires_grad_(False)
+        new = self._frozen_copy(ds, per_trial, refit_conditions)
         start = time.perf_counter()
-        try:
-            new.history_ = new._train(ds, val, new._parameter_groups(train_network=False),
-                                      unit_mask=unit_mask, max_epochs=max_epochs,
-                                      description="JEDI embeddings")
-        finally:
-            for p in network:
-                p.requires_grad_(True)
+        new.history_ = new._maximize_posterior(ds, unit_mask, n_fit, refit_conditions,
+                                               max_iters, tol, val)
         new.fit_seconds_ = time.perf_counter() - start
         new.n_epochs_ = len(new.history_["epoch"])
         return new
+
+    def _frozen_copy(self, ds: TrialDataset, per_trial: bool, refit_conditions: bool) -> JEDI:
+        """A model of `ds`'s conditions (and trials) with this network, ready to infer."""
+        new = JEDI(**self.get_params())
+        if per_trial and not self.has_trial_contexts:
+            new.trial_embeddings = True  # a context of its own for every trial
+        new._remember_data(ds)
+        if not per_trial:
+            new.context_ids_ = np.asarray([], dtype=np.int64)
+            new.context_conditions_ = np.asarray([], dtype=np.int64)
+        # The new model is this network: its neurons, bin width and simulation length.
+        new.bin_size_, new.n_bins_, new.unit_id_ = self.bin_size_, self.n_bins_, self.unit_id_
+        known = {label: i for i, label in enumerate(self.conditions_["label"].astype(str))}
+        labels = new.conditions_["label"].astype(str)
+        missing = [label for label in labels if label not in known]
+        if missing and not refit_conditions:
+            raise UserError(f"{len(missing)} condition(s) of the data are unknown to the model "
+                            f"({', '.join(missing[:5])}); infer with refit_conditions=True")
+        device = next(self.module_.parameters()).device
+        new.module_ = new._new_module(self.n_units_).to(device)
+        skip = ("embeddings", "contexts.offsets", "contexts.states", "contexts.inputs")
+        state = {k: v for k, v in self.module_.state_dict().items() if k not in skip}
+        new.module_.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            trained = self.module_.embeddings
+            # Known conditions start where training left them; new ones at the centre of the
+            # known ones (the most neutral guess, the same for all, so only data separate them).
+            for row, label in enumerate(labels):
+                new.module_.embeddings[row] = (trained[known[label]] if label in known
+                                               else trained.mean(0))
+        return new
+
+    def _maximize_posterior(self, ds: TrialDataset, unit_mask: np.ndarray | None, n_fit: int,
+                            refit_conditions: bool, max_iters: int, tol: float,
+                            val: TrialDataset | None) -> dict[str, list]:
+        """Full-batch Adam on the embeddings and contexts, the network frozen."""
+        module = self.module_
+        for p in module.parameters():
+            p.requires_grad_(False)
+        params = list(module.contexts.trainable())
+        if refit_conditions:
+            params.insert(0, module.embeddings)
+        for p in params:
+            p.requires_grad_(True)
+        history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [],
+                                    "lr_scale": [], "seconds": []}
+        if not params:
+            return history
+        device = next(module.parameters()).device
+        counts = torch.as_tensor(ds.counts[:, :n_fit], device=device)
+        inputs = [torch.as_tensor(a, device=device) for a in self._trial_inputs(ds)]
+        mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
+                                                              device=device)
+        observed = self.n_units_ if unit_mask is None else int(np.sum(unit_mask))
+        optimizer = torch.optim.Adam(params, lr=self.embed_lr)
+        best, best_state, start = math.inf, None, time.perf_counter()
+        val_inputs = self._trial_inputs(val) if val is not None else None
+        val_counts = (torch.as_tensor(val.counts, device=device) if val is not None else None)
+        with threads_for_step_size(min(ds.n_trials, INFER_CHUNK) * self.n_units_):
+            for step in range(max_iters):
+                optimizer.zero_grad(set_to_none=True)
+                total = 0.0
+                for lo in range(0, ds.n_trials, INFER_CHUNK):
+                    chunk = [a[lo:lo + INFER_CHUNK] for a in inputs]
+                    share = len(chunk[0]) / ds.n_trials
+                    loss = self._run_module(module, chunk, n_fit, None,
+                                            counts[lo:lo + INFER_CHUNK], mask)
+                    loss = (loss + self._penalty(chunk, n_fit, observed)) * share
+                    loss.backward()
+                    total += float(loss.detach())
+                optimizer.step()
+                current_val = float("nan")
+                if val is not None:
+                    with torch.no_grad():
+                        current_val = self._chunked_loss(val_inputs, val_counts, val.n_bins,
+                                                         mask)
+                history["epoch"].append(step + 1)
+                history["train_loss"].append(total)
+                history["val_loss"].append(current_val)
+                history["lr_scale"].append(1.0)
+                history["seconds"].append(time.perf_counter() - start)
+                if val is not None and current_val < best:
+                    best = current_val
+                    best_state = copy.deepcopy(module.state_dict())
+                if _converged(history["train_loss"], tol):
+                    break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        for p in module.parameters():
+            p.requires_grad_(True)
+        return history
+
+
+def _converged(losses: list[float], tol: float, window: int = 20) -> bool:
+    """Whether the objective improved by less than `tol` (relative) over the last `window`
+    steps."""
+    if len(losses) <= window:
+        return False
+    before, now = losses[-window - 1], losses[-1]
+    return before - now <= tol * max(abs(before), 1e-12)

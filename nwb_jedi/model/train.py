@@ -107,8 +107,10 @@ class Schedule:
     epochs only confirm that the best state has passed. No fit ends before `min_epochs`.
 
     A loss spike (a training loss that is not finite, or that undoes more than `spike` of the
-    improvement made since the first epoch) restores the best state and lowers the rate, instead
-    of letting a fit end flat after one bad step.
+    improvement made since the first epoch, and by more than the loss's own epoch-to-epoch
+    noise) restores the best state and lowers the rate, instead of letting a fit end flat after
+    one bad step; at most `n_decays` times. Epochs of the warm-up are never kept as the best
+    state: on noisy validation data an almost untrained model can look best by chance.
     """
 
     patience: int = 10
@@ -140,7 +142,7 @@ def run_training(
     schedule: Schedule | None = None,
     ema: float = 0.0,
     batch_size: int = 64,
-    grad_clip: float | None = 1.0,
+    grad_clip: float | None = 5.0,
     seed: int = 0,
     progress: bool = False,
     description: str = "fit",
@@ -209,10 +211,12 @@ def run_training(
     rng = np.random.default_rng(seed)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     averaged = _Average(module, parameters, ema)
+    clip = _RelativeClip(grad_clip or 0.0)
     state = _Progress(module, optimizer)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         state.resume(saved, optimizer, rng, generator, averaged)
+        clip.typical = saved.get("typical_grad_norm")
     start = time.perf_counter() - (state.history["seconds"][-1] if state.history["seconds"]
                                    else 0.0)
     bar = tqdm(total=min(max_epochs, state.epoch + schedule.epochs_left(0, 0)),
@@ -225,7 +229,7 @@ def run_training(
         for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = lr * scale
         module.train()
-        train_loss = _train_epoch(batch_loss, net, optimizer, parameters, grad_clip,
+        train_loss = _train_epoch(batch_loss, net, optimizer, parameters, clip,
                                   minibatches(n_items, batch_size, rng), strata, rank, world,
                                   averaged)
         module.eval()
@@ -234,25 +238,29 @@ def run_training(
             with torch.no_grad(), averaged.swapped_in():
                 current_val = float(val_loss())
         state.record(epoch + 1, train_loss, current_val, scale, time.perf_counter() - start)
+        if not math.isfinite(train_loss) and state.decays >= schedule.n_decays:
+            break  # diverged again with no recovery left: keep the best state seen
         if state.spiked(train_loss, schedule):
             state.recover(optimizer, averaged)  # back to the best state, at a lower rate
         else:
             with averaged.swapped_in():
-                state.update(current_val if val_loss is not None else train_loss, schedule)
+                state.update(current_val if val_loss is not None else train_loss, schedule,
+                             eligible=epoch + 1 >= schedule.warmup)
         # The bar counts toward the end of the fit the schedule foresees, not the budget.
         bar.total = min(max_epochs, epoch + 1 + schedule.epochs_left(state.stale, state.decays))
         bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}",
                         best=f"{state.best:.4f}", lr=f"{scale:.2g}", refresh=False)
         bar.update(1)  # redraws follow tqdm's mininterval
         if checkpoint is not None and (epoch + 1) % checkpoint.every == 0:
-            checkpoint.save(state.snapshot(optimizer, rng, generator, averaged))
+            checkpoint.save({**state.snapshot(optimizer, rng, generator, averaged),
+                             "typical_grad_norm": clip.typical})
     bar.close()
     module.load_state_dict(state.best_state)
     module.eval()
     return state.history
 
 
-def _train_epoch(batch_loss, net, optimizer, parameters, grad_clip, batches, strata, rank,
+def _train_epoch(batch_loss, net, optimizer, parameters, clip, batches, strata, rank,
                  world, averaged) -> float:
     """One pass over the minibatches; returns the mean training loss over all ranks."""
     total, count = 0.0, 0
@@ -264,8 +272,7 @@ def _train_epoch(batch_loss, net, optimizer, parameters, grad_clip, batches, str
         optimizer.zero_grad(set_to_none=True)
         loss = batch_loss(batch, local, net)
         (loss * weight).backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        clip(parameters)
         optimizer.step()
         averaged.update()
         # Summed on the device and read once per epoch: no host synchronization per step.
@@ -273,6 +280,33 @@ def _train_epoch(batch_loss, net, optimizer, parameters, grad_clip, batches, str
         count += len(local) * (weight > 0)
     total, count = all_reduce_sum([float(total), count])
     return total / max(count, 1)
+
+
+class _RelativeClip:
+    """Clip the gradient norm at `factor` times its typical recent size.
+
+    The typical size is a moving average of past (clipped) norms, so clipping engages on
+    outliers whatever the scale of the loss: a fixed threshold on a per-element mean
+    likelihood never engaged (typical norms 0.004-0.02 against a threshold of 1). It stays on
+    the device (no host synchronization).
+    """
+
+    def __init__(self, factor: float, decay: float = 0.95) -> None:
+        self.factor = float(factor)
+        self.decay = decay
+        self.typical: torch.Tensor | None = None
+
+    def __call__(self, parameters: list[torch.nn.Parameter]) -> None:
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if self.factor <= 0 or not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads)
+        if self.typical is None:  # the first step sets the scale
+            self.typical = norm.detach().clone()
+            return
+        limit = self.factor * self.typical
+        torch._foreach_mul_(grads, torch.clamp(limit / (norm + 1e-12), max=1.0))
+        self.typical.mul_(self.decay).add_(torch.minimum(norm, limit), alpha=1 - self.decay)
 
 
 class _Average:
@@ -356,12 +390,21 @@ class _Progress:
         return self.decays >= schedule.n_decays and self.stale >= schedule.patience
 
     def spiked(self, train_loss: float, schedule: Schedule) -> bool:
-        """A non-finite loss, or one that undid more than `schedule.spike` of the progress."""
+        """A non-finite loss, or one that undid more than `schedule.spike` of the progress and
+        more than five times the typical change between epochs; never more than
+        `schedule.n_decays` recoveries."""
+        if self.decays >= schedule.n_decays:
+            return False
         if not math.isfinite(train_loss):
             return True
+        if math.isinf(self.best):
+            return False
         gained = self.first_train - self.best_train
+        losses = np.asarray(self.history["train_loss"][:-1], dtype=float)
+        steps = np.abs(np.diff(losses[np.isfinite(losses)]))
+        noise = float(np.median(steps)) if len(steps) >= 3 else math.inf
         return (math.isfinite(gained) and gained > 0
-                and train_loss > self.best_train + schedule.spike * gained)
+                and train_loss > self.best_train + max(schedule.spike * gained, 5 * noise))
 
     def recover(self, optimizer: torch.optim.Optimizer, averaged: _Average) -> None:
         """Return to the best state (parameters and optimizer moments) at a lower rate."""
@@ -371,12 +414,16 @@ class _Progress:
         self.decays += 1
         self.stale = 0
 
-    def update(self, monitored: float, schedule: Schedule) -> None:
-        """Keep the state when the monitored loss improved; on a plateau, lower the rate."""
+    def update(self, monitored: float, schedule: Schedule, eligible: bool = True) -> None:
+        """Keep the state when the monitored loss improved (and the epoch is `eligible`); on a
+        plateau, lower the rate."""
         train_loss = self.history["train_loss"][-1]
         self.best_train = min(self.best_train, train_loss)
-        if monitored < self.best - 1e-6 * abs(self.best) or (math.isinf(self.best) and
-                                                             math.isfinite(monitored)):
+        improved = monitored < self.best - 1e-6 * abs(self.best) or (
+            math.isinf(self.best) and math.isfinite(monitored))
+        if not eligible:
+            return
+        if improved:
             self.best = monitored
             self.best_state = copy.deepcopy(self.module.state_dict())
             self.best_optimizer = copy.deepcopy(self.optimizer.state_dict())

@@ -53,6 +53,10 @@ def make_dataset(
     baseline_range: tuple[float, float] = (5.0, 20.0),
     gain_range: tuple[float, float] = (0.5, 1.5),
     input_noise: float = 0.05,
+    start_jitter: float = 0.0,
+    trial_input: float = 0.0,
+    trial_input_dim: int = 2,
+    trial_input_timescale: float = 0.1,
     duration: float | None = None,
     split: Sequence[float] = (0.7, 0.15, 0.15),
     teacher_seed: int = 0,
@@ -81,6 +85,20 @@ def make_dataset(
     input_noise : float
         Standard deviation of Gaussian noise added to the teacher's inputs at every step, per
         trial (trial-to-trial variability beyond Poisson noise). 0 gives noiseless trials.
+    start_jitter : float
+        Single-trial variability of where a trial starts: every trial's initial state is offset
+        by a Gaussian vector of this root-mean-square size per unit, in a random 3-dimensional
+        subspace (fixed for the dataset), so trials of a condition start at different points
+        of its dynamics.
+    trial_input : float
+        Single-trial variability that persists: every trial receives its own smooth,
+        time-varying input of this root-mean-square size per unit, `trial_input_dim` random
+        time courses (smoothed white noise, Gaussian kernel of `trial_input_timescale` s)
+        through fixed random directions.
+    trial_input_dim : int
+        Number of such input time courses per trial.
+    trial_input_timescale : float
+        Their smoothness, seconds.
     duration : float, optional
         Common trial duration in seconds (default: the longest natural task duration).
     split : (train, val, test) fractions
@@ -149,7 +167,11 @@ def make_dataset(
     conds = mt.conditions()
     trial_conds = [c for c in conds for _ in range(trials_per_condition)]
     inputs, _, _ = mt.batch(trial_conds, dt, duration, rng=rng, noise=input_noise)
-    states, outputs = teacher.run(inputs)
+    variability = _single_trial_variability(len(trial_conds), inputs.shape[1], teacher.n_units,
+                                            dt, start_jitter, trial_input, trial_input_dim,
+                                            trial_input_timescale, seed)
+    states, outputs = teacher.run(inputs, x0=variability["trial_start_offsets"],
+                                  extra_drive=variability["trial_extra_drive"])
     step_rates = rates_of(states)
     trial_rates = _bin_mean(step_rates, steps_per_bin, n_bins)
     counts = rng.poisson(trial_rates * bin_size).astype(np.float32)
@@ -169,7 +191,8 @@ def make_dataset(
         provenance=Provenance(
             source={"kind": "synthetic"},
             extras={"tasks": list(mt.names), "seed": int(seed), "teacher_seed": int(teacher_seed),
-                    "input_noise": float(input_noise), "duration": float(n_bins * bin_size)}),
+                    "input_noise": float(input_noise), "start_jitter": float(start_jitter),
+                    "trial_input": float(trial_input), "duration": float(n_bins * bin_size)}),
     )
 
     # Condition-level ground truth in ds.conditions order.
@@ -189,6 +212,9 @@ def make_dataset(
         "trial_inputs": _bin_mean(inputs, steps_per_bin, n_bins),
         "trial_states": _bin_mean(states, steps_per_bin, n_bins),
         "trial_outputs": _bin_mean(outputs, steps_per_bin, n_bins),
+        "trial_start_offsets": variability["trial_start_offsets"],
+        "trial_extra_inputs": _bin_mean(variability["trial_extra_drive"], steps_per_bin,
+                                        n_bins),
         "trial_task": np.array([c[0] for c in labels]),
         "trial_value": np.array([c[1] for c in labels], dtype=float),
         "readout_baseline": baseline.astype(np.float32),
@@ -201,3 +227,32 @@ def make_dataset(
     }
     ds.ground_truth = gt
     return ds
+
+
+def _single_trial_variability(n_trials: int, n_steps_total: int, n_units: int, dt: float,
+                              start_jitter: float, trial_input: float, input_dim: int,
+                              timescale: float, seed: int) -> dict[str, np.ndarray]:
+    """Per-trial initial-state offsets (K, N) and extra drive (K, T, N); zeros when off.
+
+    Drawn from their own generator (seeded by `seed`), so turning them on leaves every other
+    draw of the dataset (readout, task-input noise, spikes, split) unchanged.
+    """
+    if start_jitter < 0 or trial_input < 0 or input_dim < 1 or timescale <= 0:
+        raise UserError("start_jitter and trial_input must be >= 0, trial_input_dim >= 1 and "
+                        "trial_input_timescale > 0")
+    rng = np.random.default_rng([int(seed), 12])
+    starts = np.zeros((n_trials, n_units), np.float32)
+    drive = np.zeros((n_trials, n_steps_total, n_units), np.float32)
+    if start_jitter > 0:
+        basis = np.linalg.qr(rng.standard_normal((n_units, 3)))[0] * np.sqrt(n_units / 3)
+        starts = (start_jitter * rng.standard_normal((n_trials, 3)) @ basis.T).astype(np.float32)
+    if trial_input > 0:
+        from scipy.ndimage import gaussian_filter1d
+
+        directions = rng.standard_normal((n_units, input_dim))
+        directions /= np.sqrt((directions ** 2).mean(0, keepdims=True) * input_dim)
+        courses = gaussian_filter1d(rng.standard_normal((n_trials, n_steps_total, input_dim)),
+                                    timescale / dt, axis=1, mode="nearest")
+        courses /= courses.std()
+        drive = (trial_input * courses @ directions.T).astype(np.float32)
+    return {"trial_start_offsets": starts, "trial_extra_drive": drive}

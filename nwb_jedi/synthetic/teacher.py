@@ -125,18 +125,22 @@ class TeacherRNN:
 
         return step
 
-    def run(self, inputs: np.ndarray, x0: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, inputs: np.ndarray, x0: np.ndarray | None = None,
+            extra_drive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Run trials of inputs (K, T, I) from x0 (default zeros).
 
-        Returns states (K, T, N) and outputs (K, T, O), where ``states[:, t]`` is the state
-        after the update that used ``inputs[:, t]`` (so step t's output reflects step t's input).
+        `extra_drive` (K, T, N), optional, is added to every unit's input at every step (a
+        trial's own input, beyond the task's). Returns states (K, T, N) and outputs (K, T, O),
+        where ``states[:, t]`` is the state after the update that used ``inputs[:, t]`` (so
+        step t's output reflects step t's input).
         """
         inputs = np.asarray(inputs, np.float32)
         k, t_steps, _ = inputs.shape
         x = np.zeros((k, self.n_units), np.float32) if x0 is None else np.array(x0, np.float32)
         W, alpha = self.W, self.alpha
         drive = inputs @ self.B.T.astype(np.float32) + self.b.astype(np.float32)
+        if extra_drive is not None:
+            drive = drive + np.asarray(extra_drive, np.float32)
         states = np.empty((k, t_steps, self.n_units), np.float32)
         for t in range(t_steps):
             x = x + alpha * (-x + np.tanh(x) @ W.T + drive[:, t])

@@ -151,7 +151,7 @@ def test_gaussian_observation_and_trial_embeddings(ds):
     model = JEDI(**FAST, observation="gaussian", trial_embeddings=True).fit(ds.train, ds.val)
     rates = model.predict_rates(ds.test)
     assert rates.shape == ds.test.counts.shape and np.all(rates >= 0)
-    assert model.get_state()[1]["trial_offsets"].shape == (ds.train.n_trials, 3)
+    assert model.get_state()[1]["contexts.offsets"].shape == (ds.train.n_trials, 3)
     # Training trials use their own offsets, so their predictions differ within a condition.
     train_rates = model.predict_rates(ds.train)
     first = ds.train.condition == 0

@@ -98,3 +98,23 @@ def test_bin_size_and_duration(small_teacher):
         make_dataset(TASKS3, trials_per_condition=1, teacher=small_teacher)
     with pytest.raises(UserError, match="trained on"):
         make_dataset(("sine",), teacher=small_teacher)
+
+
+def test_single_trial_variability_is_added_on_request_only(small_teacher, small_dataset):
+    plain = make_dataset(TASKS3, trials_per_condition=4, seed=0, teacher=small_teacher,
+                         start_jitter=0.0, trial_input=0.0)
+    np.testing.assert_array_equal(plain.counts, small_dataset.counts)  # off: unchanged
+    kw = dict(trials_per_condition=4, seed=0, teacher=small_teacher, input_noise=0.0)
+    quiet = make_dataset(TASKS3, **kw)
+    for extra in ({"start_jitter": 0.5}, {"trial_input": 0.5}):
+        varied = make_dataset(TASKS3, **kw, **extra)
+        gt = varied.ground_truth
+        spread = gt["trial_rates"] - gt["rates"][varied.condition]
+        assert np.abs(spread).mean() > 10 * np.abs(
+            quiet.ground_truth["trial_rates"] - quiet.ground_truth["rates"][quiet.condition]
+        ).mean() + 1e-3
+        assert gt["trial_start_offsets"].shape == (varied.n_trials, varied.n_units)
+        assert gt["trial_extra_inputs"].shape == (varied.n_trials, varied.n_bins,
+                                                  varied.n_units)
+    with pytest.raises(UserError):
+        make_dataset(TASKS3, trial_input=-1.0, **kw)

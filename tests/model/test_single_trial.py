@@ -1,0 +1,155 @@
+"""Single trials: per-trial contexts fitted with the network and inferred for new trials, the
+priors' scale, the marginal prediction, and the fixed bugs of the earlier release."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.errors import UserError
+from nwb_jedi.metrics import bits_per_spike
+from nwb_jedi.model.jedi import JEDI
+from nwb_jedi.model.train import _RelativeClip
+
+SMALL = dict(hidden=32, embed_dim=4, rank=3, max_epochs=60, patience=5, n_decays=2,
+             batch_size=16, device="cpu", seed=0)
+CONTEXTS = dict(trial_states=2, trial_inputs=2, input_spacing=0.06, trial_penalty=10.0,
+                input_penalty=3.0)
+
+
+def gain_dataset(n_per=24, n_bins=25, n_units=16, seed=0) -> TrialDataset:
+    """Two conditions whose trials share a strong, slow, trial-specific gain fluctuation: a
+    single-trial signal that the condition alone cannot predict."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_bins) * 0.02
+    cond = np.repeat([0, 1], n_per)
+    tuning = rng.uniform(-1, 1, n_units)
+    shape = np.where(cond[:, None] == 0, np.sin(2 * np.pi * 2 * t), np.cos(2 * np.pi * 3 * t))
+    gain = 0.8 * np.cumsum(rng.standard_normal((len(cond), n_bins)), 1) / np.sqrt(n_bins)
+    log_rate = np.log(15) + 0.6 * shape[:, :, None] * tuning + gain[:, :, None]
+    rates = np.exp(log_rate)
+    counts = rng.poisson(rates * 0.02)
+    return TrialDataset.from_arrays(counts, [f"c{c}" for c in cond], 0.02, seed=seed,
+                                    ground_truth={"trial_rates": rates})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return gain_dataset()
+
+
+@pytest.fixture(scope="module")
+def with_contexts(data):
+    return JEDI(**SMALL, **CONTEXTS).fit(data.train, data.val)
+
+
+def co_bps(model, ds, heldout):
+    inferred = model.infer_embeddings(ds, per_trial=True, unit_mask=~heldout,
+                                      refit_conditions=False)
+    return bits_per_spike(inferred.predict_rates(ds), ds.counts, ds.bin_size, units=heldout)
+
+
+def test_inferred_contexts_predict_held_out_neurons_of_new_trials(with_contexts, data):
+    heldout = np.zeros(data.n_units, bool)
+    heldout[::4] = True
+    test = data.test
+    condition_only = bits_per_spike(with_contexts.predict_rates(test), test.counts,
+                                    test.bin_size, units=heldout)
+    single_trial = co_bps(with_contexts, test, heldout)
+    assert single_trial > condition_only + 0.02
+
+
+def test_trials_without_context_get_their_conditions_average(with_contexts, data):
+    test = data.test
+    rates = with_contexts.predict_rates(test)
+    marginal = with_contexts._marginal_rates(test)
+    rows = with_contexts._condition_rows(test)
+    np.testing.assert_allclose(rates, marginal[rows], rtol=1e-6)
+    # The training trials keep their own fitted contexts: they differ from the average.
+    train = data.train
+    own = with_contexts.predict_rates(train)
+    assert np.abs(own - marginal[with_contexts._condition_rows(train)]).max() > 1e-3
+
+
+def test_the_prior_does_not_depend_on_how_many_trials_are_inferred(with_contexts, data):
+    test = data.test
+    twice = test.subset(np.r_[np.arange(test.n_trials), np.arange(test.n_trials)])
+    twice.trial_id = np.r_[test.trial_id, test.trial_id + 10_000]
+    one = with_contexts.infer_embeddings(test, per_trial=True, refit_conditions=False,
+                                         max_iters=200, tol=0)
+    two = with_contexts.infer_embeddings(twice, per_trial=True, refit_conditions=False,
+                                         max_iters=200, tol=0)
+    a = one.module_.contexts.inputs.detach().numpy()
+    b = two.module_.contexts.inputs.detach().numpy()[:test.n_trials]
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_known_conditions_start_from_their_trained_embeddings(with_contexts, data):
+    test = data.test
+    kept = with_contexts.infer_embeddings(test, per_trial=True, refit_conditions=False,
+                                          max_iters=5)
+    np.testing.assert_array_equal(kept.embeddings_, with_contexts.embeddings_)
+    moved = with_contexts.infer_embeddings(test, max_iters=1)
+    step = np.abs(moved.embeddings_ - with_contexts.embeddings_).max()
+    assert 0 < step <= 1.5 * with_contexts.embed_lr  # one Adam step away, not re-initialized
+
+
+def test_forward_prediction_infers_from_the_first_bins_only(with_contexts, data):
+    test = data.test
+    early = with_contexts.infer_embeddings(test, per_trial=True, observed_bins=10,
+                                           refit_conditions=False)
+    changed = test.subset(np.arange(test.n_trials))
+    changed.counts = changed.counts.copy()
+    changed.counts[:, 10:] = 0  # what comes after the observed bins cannot matter
+    again = with_contexts.infer_embeddings(changed, per_trial=True, observed_bins=10,
+                                           refit_conditions=False)
+    np.testing.assert_allclose(early.predict_rates(test), again.predict_rates(test), rtol=1e-5)
+    with pytest.raises(UserError, match="observed_bins"):
+        with_contexts.infer_embeddings(test, observed_bins=1)
+
+
+def test_weight_decay_spares_the_shared_weights_and_the_readout(data):
+    model = JEDI(**{**SMALL, "max_epochs": 1}, weight_decay=1e-3).fit(data.train)
+    decayed, plain = model._network_parameter_split()
+    module = model.module_
+    def among(x, params):
+        return any(x is p for p in params)
+
+    assert among(module.hypernet.layers[-1].bias, plain)
+    assert among(module.readout.offset, plain) and among(module.readout.gain, plain)
+    assert all(p.dim() == 2 for p in decayed)
+    groups = model._parameter_groups()
+    assert [g["weight_decay"] for g in groups] == [0.0, 1e-3, 0.0]
+    fitted = JEDI(**SMALL, weight_decay=1e-3).fit(data.train, data.val)
+    best = int(np.nanargmin(fitted.history_["val_loss"])) + 1
+    assert best > 5 and fitted.score(data.test) > 0
+
+
+def test_relative_clipping_engages_on_outliers_only():
+    p = torch.nn.Parameter(torch.zeros(3))
+    clip = _RelativeClip(5.0)
+    for scale in (1.0, 1.2, 0.9, 1.1):
+        p.grad = torch.full((3,), scale)
+        clip([p])
+        assert torch.allclose(p.grad, torch.full((3,), scale))  # typical: untouched
+    p.grad = torch.full((3,), 1000.0)
+    clip([p])
+    assert float(p.grad.norm()) < 6 * np.sqrt(3) * 1.2
+
+
+def test_models_of_the_previous_format_still_load(data):
+    model = JEDI(**{**SMALL, "max_epochs": 2}, trial_embeddings=True).fit(data.train)
+    config, tensors = model.get_state()
+    old_config = {**config, "format_version": 1, "trial_offset_ids": config["context_ids"]}
+    for key in ("context_ids", "context_conditions"):
+        old_config.pop(key)
+    old_config["params"] = {k: v for k, v in config["params"].items()
+                            if k not in ("trial_states", "trial_inputs", "input_spacing",
+                                         "input_penalty", "target_smooth")}
+    old_tensors = {k: v for k, v in tensors.items() if not k.startswith("contexts.")}
+    old_tensors["trial_offsets"] = tensors["contexts.offsets"]
+    loaded = JEDI.from_state(old_config, old_tensors)
+    np.testing.assert_array_equal(loaded.predict_rates(data.train),
+                                  model.predict_rates(data.train))
