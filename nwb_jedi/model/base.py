@@ -255,6 +255,9 @@ class Estimator:
             raise ModelFileError(f"the model config has unknown hyperparameters "
                                  f"{sorted(unknown)}; it was written by another nwb_jedi "
                                  f"version")
+        if config.get("format_version") != STATE_FORMAT_VERSION:
+            # Hyperparameters an older format did not have take the values that reproduce it.
+            params = {**cls._legacy_params(config.get("format_version")), **params}
         try:
             model = cls(**params)
             if "device" in params:
@@ -279,6 +282,11 @@ class Estimator:
 
     def _restore_extra_config(self, config: dict[str, Any]) -> None:
         """Read back what `_extra_config` stored."""
+
+    @classmethod
+    def _legacy_params(cls, version: Any) -> dict[str, Any]:
+        """Values of the hyperparameters that format `version` did not store yet."""
+        return {}
 
     def _upgrade_tensors(self, tensors: dict[str, np.ndarray],
                          expected: dict[str, tuple[tuple[int, ...], torch.dtype]]

@@ -17,6 +17,8 @@ analyses (`nwb_jedi.analysis`) apply to them unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -106,6 +108,11 @@ class _RNNBaseline(NeuronRNNEstimator):
         self.device = device
         self.seed = seed
         self.progress = progress
+
+    @classmethod
+    def _legacy_params(cls, version: Any) -> dict[str, Any]:
+        # Format 1: no averaging, a constant learning rate stopped after `patience` stale epochs.
+        return {"ema": 0.0, "n_decays": 0, "warmup": 0, "min_epochs": 0}
 
     # -- which RNN each trial uses
     def _n_groups(self) -> int:

@@ -289,6 +289,13 @@ class JEDI(NeuronRNNEstimator):
             raise ValueError("context_conditions do not match the contexts and conditions")
         self.context_conditions_ = rows
 
+    @classmethod
+    def _legacy_params(cls, version: Any) -> dict[str, Any]:
+        # Format 1 had no per-trial states or inputs, no smoothed targets, no averaging and a
+        # constant learning rate that stopped after `patience` stale epochs.
+        return {"trial_states": 0, "trial_inputs": 0, "target_smooth": 0.0, "ema": 0.0,
+                "n_decays": 0, "warmup": 0, "min_epochs": 0}
+
     def _upgrade_tensors(self, tensors: dict[str, np.ndarray],
                          expected: dict[str, tuple[tuple[int, ...], torch.dtype]]
                          ) -> dict[str, np.ndarray]:
@@ -431,6 +438,16 @@ class JEDI(NeuronRNNEstimator):
         with torch.no_grad():
             emb = self.module_.embeddings[row:row + 1]
             return self.module_.hypernet(emb)
+
+    def condition_rates(self, condition: int | str, n_steps: int | None = None) -> np.ndarray:
+        """The rates (T, N) in Hz of one condition's own network: its embedding's RNN from its
+        initial state, noiseless, with no trial's context (what spectra, fixed points and
+        embedding interpolation analyse; `predict_rates` of a new trial averages over the
+        condition's trials' contexts instead)."""
+        row = self._condition_row(condition)
+        steps = int(n_steps if n_steps is not None else (self.n_bins_ or 2))
+        output = self._forward_batches([np.array([row]), np.array([-1])], steps)
+        return self._output_to_rates(output)[0].astype(np.float32)
 
     def with_embeddings(self, embeddings: np.ndarray, labels) -> JEDI:
         """A copy whose conditions are the given embeddings (n, d) named `labels`, with this

@@ -244,8 +244,9 @@ def run_training(
             state.recover(optimizer, averaged)  # back to the best state, at a lower rate
         else:
             with averaged.swapped_in():
+                # (With a budget shorter than the warm-up, its last epoch is eligible.)
                 state.update(current_val if val_loss is not None else train_loss, schedule,
-                             eligible=epoch + 1 >= schedule.warmup)
+                             eligible=epoch + 1 >= min(schedule.warmup, max_epochs))
         # The bar counts toward the end of the fit the schedule foresees, not the budget.
         bar.total = min(max_epochs, epoch + 1 + schedule.epochs_left(state.stale, state.decays))
         bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{current_val:.4f}",
@@ -317,11 +318,16 @@ class _Average:
         self.decay = float(decay)
         self.parameters = parameters if self.decay > 0 else []
         self.values = [p.detach().clone() for p in self.parameters]
+        self.steps = 0
 
     def update(self) -> None:
+        # The decay grows to its value over the first steps, so the average does not drag the
+        # untrained initial weights along for hundreds of steps.
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
         with torch.no_grad():
             for avg, p in zip(self.values, self.parameters, strict=True):
-                avg.lerp_(p.detach(), 1 - self.decay)
+                avg.lerp_(p.detach(), 1 - decay)
 
     def reset(self) -> None:
         with torch.no_grad():
@@ -348,12 +354,13 @@ class _Average:
                     p.copy_(avg)
                     avg.copy_(swap)
 
-    def state(self) -> list[torch.Tensor]:
-        return [v.clone() for v in self.values]
+    def state(self) -> dict[str, Any]:
+        return {"values": [v.clone() for v in self.values], "steps": self.steps}
 
-    def load(self, values: list[torch.Tensor]) -> None:
+    def load(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
         with torch.no_grad():
-            for avg, v in zip(self.values, values, strict=True):
+            for avg, v in zip(self.values, state["values"], strict=True):
                 avg.copy_(v)
 
 

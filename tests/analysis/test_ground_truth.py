@@ -80,10 +80,10 @@ def test_model_rates_are_the_models_predictions(synthetic):
     ds, model = synthetic
     from nwb_jedi.analysis.dynamics import model_trajectory
 
-    # Along the condition's noiseless trajectory, the readout's rates are its predictions.
+    # Along the condition's noiseless trajectory, the readout's rates are its network's.
     rates = model_rates(model, model_trajectory(model, 0, ds.n_bins))
-    test = ds.subset(np.flatnonzero(ds.condition == 0)[:1])
-    np.testing.assert_allclose(rates, model.predict_rates(test)[0], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(rates, model.condition_rates(0, ds.n_bins), rtol=1e-3,
+                               atol=1e-3)
 
 
 def test_compare_fixed_points_and_sine_spearman(synthetic, small_teacher):

@@ -19,24 +19,23 @@ ALM = ["--condition-by", "type", "--align", "cue_start_time", "--align-reference
 
 def test_a_flat_fit_of_real_data_is_said_in_the_summary_show_and_python(dandi_000006,
                                                                          tmp_path, capsys):
-    """The real DANDI:000006 ALM unit, correct trials, too high a learning rate: the fit stops
-    at an early best epoch with a flat model (as the issue found), and every place says so.
-    (The issue's --lr 0.05 no longer ends flat: a loss spike now restores the best state at a
-    lower rate; 0.3 does.)"""
+    """The real DANDI:000006 ALM unit, correct trials: with the package defaults, one of three
+    seeds still stops at an early best epoch with a model worse than the null (a one-neuron
+    RNN relaxes monotonically and cannot make the unit's transient), and every place says so."""
     from nwb_jedi.errors import FitQualityWarning
     from nwb_jedi.io.load import load_dataset, load_model
     from nwb_jedi.model.results import compute_results
 
     out = tmp_path / "alm.nwb"
-    rc, stdout, err = run_cli(["fit", str(dandi_000006), *ALM, "--lr", "0.3", "--epochs", "25",
-                               "--patience", "20", "--out", str(out), "--quiet"], capsys)
+    rc, stdout, err = run_cli(["fit", str(dandi_000006), *ALM, "--seed", "1", "--patience",
+                               "20", "--out", str(out), "--quiet"], capsys)
     assert rc == 0, err
     assert re.search(r"held-out trials: bits/spike -?\d\.\d{3} \(smoothed PSTH of the "
                      r"training trials: \d\.\d{3}\)", stdout)
     warned = [line.removeprefix("nwb-jedi: warning: ") for line in err.splitlines()]
     assert warned[0].startswith("a population model of 1 neuron (fewer than 10)")
     assert warned[1].startswith("held-out (test) bits/spike ")
-    assert float(warned[1].split()[3]) < 0.1  # flat (the "<= 0" wording: test_quality.py)
+    assert "is no better than each neuron's mean rate (<= 0)" in warned[1]
     assert "below the smoothed PSTH of the training trials" in warned[1]
     assert "likely cause: the fit stopped learning at epoch" in warned[1]
     assert "try a smaller --lr" in warned[1]
