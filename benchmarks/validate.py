@@ -38,7 +38,7 @@ import torch
 from nwb_jedi import JEDI, TrialDataset, metrics
 from nwb_jedi._files import atomic_output, atomic_write_text
 from nwb_jedi.analysis import evaluation, ground_truth
-from nwb_jedi.analysis.spectra import top_modes
+from nwb_jedi.analysis.spectra import stability_summary, top_modes
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -202,6 +202,7 @@ def run_synthetic(settings: Settings, out: Path) -> dict:
     result["fixed_points"] = compare_fixed_points(model, ds, synthetic_teacher(settings),
                                                   settings)
     result["spearman"] = ground_truth.sine_spearman(model, result["fixed_points"])
+    result["stability"] = stability_summary(model)
     log(f"  Spearman leading {result['spearman']['rho_leading']:.3f}, max |Im| "
         f"{result['spearman']['rho_max_imag']:.3f}")
     plots.plot_embeddings(model, out / "synthetic_embeddings.png", color_by="task",
@@ -690,6 +691,18 @@ def write_report(results: dict, settings: Settings, out: Path, quick: bool = Fal
             f"| Spearman(freq, max |Im λ| of J_c) | {_goal(sp['rho_max_imag'], 0.9)} |",
             f"| Spearman(freq, |Im λ| of J_c's largest-modulus λ) | "
             f"{_goal(sp['rho_leading'], 0.9)} |",
+        ]
+        st = r["stability"]
+        lines += [
+            f"| Spearman(freq, oscillation frequency of the step Jacobian DF along the "
+            f"trajectory) | {_goal(sp['rho_step_jacobian'], 0.9)} |",
+            f"| J's leading \\|λ\\| (its stability boundary is Re λ = 1, not the unit circle) | "
+            f"{st['J_leading_modulus'].min():.2f} to {st['J_leading_modulus'].max():.2f}; "
+            f"largest Re λ {st['J_max_real'].max():.2f} |",
+            f"| spectral radius of DF along the trajectories (boundary: the unit circle) | "
+            f"{st['DF_max_radius'].min():.3f} to {st['DF_max_radius'].max():.3f}; inside "
+            f"at every step in {int(st['DF_inside_unit_circle'].sum())} of {len(st)} "
+            f"conditions |",
         ]
         if "rho_fixed_point" in sp:
             lines.append(f"| Spearman(freq, oscillation frequency at JEDI's fixed point) | "

@@ -30,7 +30,11 @@ from nwb_jedi.analysis.fixedpoints import (
     match_fixed_points,
     trajectory_starts,
 )
-from nwb_jedi.analysis.spectra import continuous_eigenvalues, leading_frequency
+from nwb_jedi.analysis.spectra import (
+    continuous_eigenvalues,
+    leading_frequency,
+    stability_summary,
+)
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.synthetic.teacher import TeacherRNN
@@ -209,7 +213,9 @@ def sine_spearman(model, fixed: pd.DataFrame | None = None) -> dict:
     -------
     dict
         ``frequencies``, ``leading_abs_imag``, ``max_abs_imag`` (per sine condition),
-        ``rho_leading``, ``p_leading``, ``rho_max_imag``, ``p_max_imag`` and, with `fixed`,
+        ``rho_leading``, ``p_leading``, ``rho_max_imag``, ``p_max_imag``,
+        ``step_jacobian_hz`` and ``rho_step_jacobian`` (the frequency of the step Jacobian's
+        least stable mode along each sine condition's trajectory) and, with `fixed`,
         ``rho_fixed_point``.
     """
     from scipy.stats import spearmanr
@@ -230,6 +236,12 @@ def sine_spearman(model, fixed: pd.DataFrame | None = None) -> dict:
     out = {"frequencies": freqs, "leading_abs_imag": lead, "max_abs_imag": max_im,
            "rho_leading": float(rho_lead), "p_leading": float(p_lead),
            "rho_max_imag": float(rho_max), "p_max_imag": float(p_max)}
+    # The same claim on the dynamics themselves: the oscillation frequency of the step
+    # Jacobian along each sine condition's trajectory (see spectra.stability_summary).
+    table = stability_summary(model)
+    sine = table[[t == "sine" for t in model.conditions_["task"]]]
+    out["step_jacobian_hz"] = sine["DF_frequency_hz"].tolist()
+    out["rho_step_jacobian"] = float(spearmanr(freqs, out["step_jacobian_hz"])[0])
     if fixed is not None and fixed["jedi_fp_freq_hz"].notna().sum() >= 3:
         ok = fixed["jedi_fp_freq_hz"].notna()
         out["rho_fixed_point"] = float(spearmanr(fixed["frequency_hz"][ok],

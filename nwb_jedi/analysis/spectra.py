@@ -28,7 +28,7 @@ from nwb_jedi.analysis.fixedpoints import fixed_points
 from nwb_jedi.errors import UserError
 
 __all__ = ["JacobianSpectrum", "condition_spectra", "continuous_eigenvalues", "jacobian_spectrum",
-           "leading_frequency", "spectrum_table", "top_modes"]
+           "leading_frequency", "spectrum_table", "stability_summary", "top_modes"]
 
 
 # ---------------------------------------------------------------------- public analyses
@@ -181,3 +181,39 @@ def top_modes(discrete: np.ndarray, dt: float, k: int = 3) -> tuple[float, float
     order = np.argsort(-s.real, axis=-1)[..., :k]
     top = np.take_along_axis(s, order, axis=-1)
     return float(top.real.mean()), float((np.abs(top.imag) / (2 * np.pi)).mean())
+
+
+def stability_summary(model, n_steps: int | None = None) -> pd.DataFrame:
+    """Per condition: J's leading |λ| next to the spectral radius of the step Jacobian DF along
+    the condition's noiseless trajectory, and DF's oscillation frequency there.
+
+    The two answer different questions and have different boundaries. The model steps
+    ``x ↦ x + α(−x + J tanh x + b)``: its linearization at 0 is stable when every eigenvalue of
+    J has Re λ < 1, so J's eigenvalues may well lie beyond |λ| = 1 in a stable model. The step
+    Jacobian ``DF = (1 − α)I + αJ diag(1 − tanh²x)`` is what the dynamics do near a state, and
+    its boundary is the unit circle.
+
+    Returns
+    -------
+    DataFrame
+        ``label``, ``J_leading_modulus``, ``J_max_real``, ``DF_max_radius`` (largest spectral
+        radius of DF over the trajectory), ``DF_inside_unit_circle`` (every step),
+        ``DF_frequency_hz`` (mean over the trajectory of |Im s|/2π of DF's least stable mode,
+        s = (λ − 1)/Δt).
+    """
+    steps = int(n_steps if n_steps is not None else (getattr(model, "n_bins_", None) or 100))
+    rows = []
+    for row, label in enumerate(model.conditions_["label"].astype(str)):
+        values = np.asarray(model.eigenvalues(row))
+        spectrum = jacobian_spectrum(model, row, n_steps=steps).eigenvalues
+        radius = np.abs(spectrum).max(axis=1)
+        rows.append({
+            "label": label,
+            "J_leading_modulus": float(np.abs(values).max(initial=0.0)),
+            "J_max_real": float(values.real.max(initial=-np.inf)),
+            "DF_max_radius": float(radius.max()),
+            "DF_inside_unit_circle": bool(np.all(radius < 1)),
+            "DF_frequency_hz": float(np.mean([leading_frequency(ev, model.bin_size_)
+                                              for ev in spectrum])),
+        })
+    return pd.DataFrame(rows)

@@ -205,3 +205,21 @@ def test_model_trajectory_and_chosen_condition_spectra(small_jedi):
     np.testing.assert_array_equal(chosen["c2"], small_jedi.eigenvalues(2))
     with pytest.raises(UserError, match="unknown condition"):
         condition_spectra(small_jedi, conditions=["c9"])
+
+
+def test_stability_summary_separates_j_from_the_step_jacobian(small_jedi):
+    from nwb_jedi.analysis.spectra import jacobian_spectrum, stability_summary
+
+    table = stability_summary(small_jedi, n_steps=20)
+    assert list(table["label"]) == list(small_jedi.conditions_["label"])
+    for row in range(len(table)):
+        values = small_jedi.eigenvalues(row)
+        assert table["J_leading_modulus"][row] == pytest.approx(np.abs(values).max())
+        radius = np.abs(jacobian_spectrum(small_jedi, row, n_steps=20).eigenvalues).max()
+        assert table["DF_max_radius"][row] == pytest.approx(radius)
+        assert table["DF_inside_unit_circle"][row] == (radius < 1)
+    # DF = (1 - α)I + αJ diag(1 - tanh²): its radius is at most (1 - α) + α ‖J‖.
+    alpha = small_jedi.alpha_
+    bound = (1 - alpha) + alpha * np.abs(small_jedi.eigenvalues(0)).max() * 10
+    assert (table["DF_max_radius"] >= 1 - alpha - 1e-9).all() and (
+        table["DF_max_radius"] < bound).all()
