@@ -55,7 +55,8 @@ def co_smoothing_bits_per_spike(model, ds, heldout: np.ndarray, *, per_trial: bo
     heldout : array of bool (N,)
         Neurons to score (see `heldout_unit_mask`).
     per_trial : bool
-        Infer a per-trial embedding offset as well as the condition embeddings.
+        Infer every trial's context (the model's per-trial states, inputs or embedding
+        offsets) as well; conditions the model knows keep their trained embeddings.
     max_epochs : int, optional
         Budget of the inference.
     """
@@ -63,10 +64,20 @@ def co_smoothing_bits_per_spike(model, ds, heldout: np.ndarray, *, per_trial: bo
     if heldout.shape != (ds.n_units,) or not heldout.any() or heldout.all():
         raise ValueError("heldout must be a boolean mask over the neurons with at least one "
                          "held-out and one held-in neuron")
+    # Conditions the model was trained on keep their trained embeddings (a few test trials'
+    # held-in neurons would only make them noisier); new conditions are inferred.
     inferred = model.infer_embeddings(ds, per_trial=per_trial, unit_mask=~heldout,
-                                      max_epochs=max_epochs)
+                                      max_epochs=max_epochs,
+                                      refit_conditions=not _all_known(model, ds))
     rates = inferred.predict_rates(ds)
     return bits_per_spike(rates, ds.counts, ds.bin_size, units=heldout)
+
+
+def _all_known(model, ds: TrialDataset) -> bool:
+    """Whether every condition of `ds`'s trials is one the model was fitted on."""
+    known = set(model.conditions_["label"].astype(str))
+    labels = ds.conditions["label"].astype(str).to_numpy()[np.unique(ds.condition)]
+    return set(labels) <= known
 
 
 def co_smoothing(model, test: TrialDataset, heldout: np.ndarray, *,
