@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nwb_jedi.cli import main
@@ -114,3 +115,9 @@ def test_python_quick_start_runs_as_written(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "reach_jedi.nwb").exists() and (tmp_path / "embeddings.png").exists()
     assert "bits_per_spike" in capsys.readouterr().out
     assert namespace["model"].n_units_ == 61
+    # The single-trial block continues the session (the loaded model, the same trials).
+    single = re.search(r"### Single trials.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(single, str(README) + ":single-trials", "exec"), namespace)  # noqa: S102
+    ds = namespace["ds"]
+    assert namespace["rates"].shape == (ds.test.n_trials, ds.n_bins, ds.n_units)
+    assert np.isfinite(namespace["rates"]).all()

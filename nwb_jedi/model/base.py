@@ -432,6 +432,7 @@ class NeuronRNNEstimator(Estimator):
         self.module_ = self._new_module(train.n_units)
         self._init_readout(train)
         self.module_.to(device)
+        self._begin_training(train)
         checkpoint = None
         if checkpoint_dir is not None:
             # What defines the fit; not how long or where it runs, nor whether it shows
@@ -444,6 +445,7 @@ class NeuronRNNEstimator(Estimator):
         start = time.perf_counter()
         self.history_ = self._train(train, val, self._parameter_groups(), checkpoint=checkpoint,
                                     description=self._description)
+        self._end_training()
         self.resumed_from_epoch_ = checkpoint.loaded_epoch if checkpoint is not None else 0
         self.fit_seconds_ = time.perf_counter() - start
         self.n_epochs_ = len(self.history_["epoch"])
@@ -459,6 +461,13 @@ class NeuronRNNEstimator(Estimator):
     def _build_module(self, n_units: int) -> nn.Module:  # pragma: no cover - abstract
         """The torch module for the fitted attributes set so far (conditions, ...)."""
         raise NotImplementedError
+
+    def _begin_training(self, train: TrialDataset) -> None:
+        """Set the module up for training on `train` (nothing by default)."""
+
+    def _end_training(self) -> None:
+        """Leave the module as it is to be used and saved after training (nothing by
+        default)."""
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """Adam parameter groups of a fit (all parameters at `lr` by default)."""

@@ -19,6 +19,13 @@ trial's summed log-likelihood (T × N terms), so it is a maximum a posteriori es
 meaning does not depend on how many trials, bins or neurons a dataset has. ``W`` and ``B`` are
 normalized (unit root-mean-square loading per neuron and column), so the prior's scale cannot
 be traded against theirs.
+
+While a model is fitted, each trial's contexts are centred on its condition's (the condition's
+mean context is subtracted in the forward pass): a condition's embedding then carries what its
+trials share, the contexts only how they differ, so the condition's own network (what spectra,
+fixed points and interpolation analyse) is the centre of its trials rather than an arbitrary
+split between an embedding and its trials' inputs. After the fit the stored contexts are
+centred once and the centring switched off, so a saved model needs no grouping to be run.
 """
 
 from __future__ import annotations
@@ -72,6 +79,47 @@ class TrialContexts(nn.Module):
         self.inputs = nn.Parameter(torch.zeros(rows if input_dim else 0, n_basis, input_dim))
         self.state_loading = nn.Parameter(torch.randn(n_units, state_dim))
         self.input_weights = nn.Parameter(torch.randn(n_units, input_dim))
+        # The condition of each row while fitting (see `center_on`); not part of the state.
+        self.register_buffer("row_groups", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def center_on(self, groups: torch.Tensor | None) -> None:
+        """Centre every row's contexts on its group's (condition's) mean in the forward pass
+        from now on (`groups`: one group index per row), or stop centring (None). A group of
+        one row is not centred."""
+        if groups is None:
+            self.row_groups = torch.zeros(0, dtype=torch.long, device=self.offsets.device)
+            return
+        groups = torch.as_tensor(groups, dtype=torch.long, device=self.offsets.device)
+        if len(groups) != self.n_rows:
+            raise ValueError(f"{len(groups)} groups for {self.n_rows} context rows")
+        self.row_groups = groups
+
+    def fix_centering(self) -> None:
+        """Store the centred contexts and stop centring: the forward pass is unchanged."""
+        with torch.no_grad():
+            for param in (self.offsets, self.states, self.inputs):
+                param.copy_(self._centered(param))
+        self.center_on(None)
+
+    def _centered(self, param: torch.Tensor, index: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """Rows `index` of `param` (all rows by default) less the mean of their groups (the
+        rows themselves when not centring).
+
+        The group means are differentiable in every row of the group, so a minibatch's
+        gradient reaches the group's other rows too (the same on every process of a
+        distributed fit, whose ranks hold different rows of a batch)."""
+        groups = self.row_groups
+        if not len(groups) or not param.shape[0]:
+            return param if index is None else param[index]
+        n_groups = int(groups.max()) + 1
+        sums = param.new_zeros((n_groups,) + param.shape[1:]).index_add(0, groups, param)
+        counts = torch.bincount(groups, minlength=n_groups).to(param.dtype)
+        # A trial alone in its group keeps its context: centring would remove what its
+        # condition's embedding cannot carry (a starting point, inputs).
+        scale = torch.where(counts > 1, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
+        centered = param - (sums * scale.reshape((-1,) + (1,) * (param.dim() - 1)))[groups]
+        return centered if index is None else centered[index]
 
     @property
     def n_rows(self) -> int:
@@ -95,7 +143,7 @@ class TrialContexts(nn.Module):
         if not param.shape[0] or index is None:
             return None
         known = (index >= 0).to(param.dtype)
-        rows = param[index.clamp_min(0)]
+        rows = self._centered(param, index.clamp_min(0))
         return rows * known.reshape((-1,) + (1,) * (rows.dim() - 1))
 
     def embedding_offsets(self, index: torch.Tensor | None) -> torch.Tensor | None:

@@ -322,6 +322,15 @@ class JEDI(NeuronRNNEstimator):
         return _JEDIModule(len(self.conditions_), n_units, self.embed_dim, self.hidden,
                            self.rank, self.observation, contexts)
 
+    def _begin_training(self, train: TrialDataset) -> None:
+        # Each trial's contexts are centred on its condition's while fitting (see
+        # nwb_jedi.model.contexts): conditions carry what their trials share.
+        if len(self.context_conditions_):
+            self.module_.contexts.center_on(torch.as_tensor(self.context_conditions_))
+
+    def _end_training(self) -> None:
+        self.module_.contexts.fix_centering()
+
     def _parameter_groups(self, train_network: bool = True) -> list[dict[str, Any]]:
         """Embeddings and per-trial contexts at `embed_lr`; the network at `lr`, its weight
         matrices with decoupled weight decay and everything else (biases, readout) without."""
@@ -548,8 +557,12 @@ class JEDI(NeuronRNNEstimator):
         val = self._check_val(ds, val)
         new = self._frozen_copy(ds, per_trial, refit_conditions)
         start = time.perf_counter()
+        if refit_conditions and len(new.context_conditions_):
+            # Conditions are fitted with their trials: centre as in training.
+            new.module_.contexts.center_on(torch.as_tensor(new.context_conditions_))
         new.history_ = new._maximize_posterior(ds, unit_mask, n_fit, refit_conditions,
                                                max_iters, tol, val)
+        new.module_.contexts.fix_centering()
         new.fit_seconds_ = time.perf_counter() - start
         new.n_epochs_ = len(new.history_["epoch"])
         return new
