@@ -16,6 +16,7 @@ from importlib import import_module
 
 from nwb_jedi._version import __version__
 from nwb_jedi.commands._options import make_friendly, slow_progress_in_logs
+from nwb_jedi.commands._text import printable
 from nwb_jedi.errors import UserError
 
 # Order is the order shown in `nwb-jedi --help`.
@@ -61,24 +62,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, PermissionError, FileExistsError) as err:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return status
+    except BrokenPipeError:
+        # `nwb-jedi info FILE | head -1`: the reader has what it wanted. Exit quietly, as a
+        # program killed by SIGPIPE does, with nothing left to flush into the closed pipe.
+        _silence_stdout()
+        return 141
+    except (UserError, OSError) as err:
         if os.environ.get("NWB_JEDI_DEBUG"):
             raise
         message = str(err) if isinstance(err, UserError) else _os_error_message(err)
-        print(f"nwb-jedi: error: {message}", file=sys.stderr)
+        # Messages quote names and values read from files: no control character is sent.
+        print(f"nwb-jedi: error: {printable(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nwb-jedi: interrupted", file=sys.stderr)
         return 130
 
 
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout file descriptor (tests capture it)
+        pass
+
+
 def _os_error_message(err: OSError) -> str:
     where = f" {err.filename}" if getattr(err, "filename", None) else ""
+    if isinstance(err, FileExistsError):
+        return (f"already exists:{where}; pass --overwrite to replace it or choose another "
+                f"output (another process may have written it while this one ran)")
     what = {FileNotFoundError: "no such file",
-            PermissionError: "permission denied",
-            FileExistsError: "already exists"}.get(type(err), err.strerror or str(err))
-    return f"{what}:{where}; check the path" if where else str(err)
+            PermissionError: "permission denied"}.get(type(err), err.strerror or str(err))
+    return f"{what}:{where}; check the path" if where else f"{what} ({type(err).__name__})"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
 """The package's layers import one way, with no cycle, lazy (function-level) imports included.
 
-Layers, lowest first (DESIGN §2): errors/_version/_files/_runtime → data → metrics →
+Layers, lowest first (DESIGN §2): errors/_version/_files/_runtime/_limits → data → metrics →
 model | synthetic → analysis | io → datasets → commands → cli → the top-level facade. A module may
 import from its own subpackage and from lower layers only; two subpackages on the same layer
 (model and synthetic, analysis and io) do not import each other. Inside the package nobody
@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nwb_jedi"
 
 LAYERS = {
-    "_version": 0, "errors": 0, "_files": 0, "_runtime": 0,
+    "_version": 0, "errors": 0, "_files": 0, "_runtime": 0, "_limits": 0,
     "data": 1,
     "metrics": 2,
     "model": 3, "synthetic": 3,

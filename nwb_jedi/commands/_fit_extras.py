@@ -213,16 +213,12 @@ def _check_nlb_args(args: argparse.Namespace) -> None:
                         "--trial-filter cannot be used with it")
     if args.nlb_dataset:
         nlb_dataset(args.nlb_dataset)
-    if os.path.isdir(args.nlb):
-        raise UserError(f"--nlb {args.nlb} is a directory; give a file name such as "
-                        f"{os.path.join(args.nlb, 'submission.h5')}")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.nlb))):
-        raise UserError(f"the directory of --nlb ({args.nlb}) does not exist; create it first")
-    if os.path.exists(args.nlb) and not args.overwrite:
-        raise UserError(f"{args.nlb} already exists; pass --overwrite to replace it or choose "
-                        f"another --nlb")
-    if os.path.abspath(args.nlb) == os.path.abspath(args.out):
+    from nwb_jedi.commands._paths import check_output_file, same_file
+
+    if same_file(args.nlb, args.out):
         raise UserError("--nlb and --out must be different files")
+    source = args.source if args.source and os.path.exists(args.source) else None
+    check_output_file(args.nlb, "--nlb", overwrite=bool(args.overwrite), inputs=[source])
 
 
 def _check_nlb_mapper(kwargs: dict[str, Any]) -> None:

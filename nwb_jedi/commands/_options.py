@@ -357,19 +357,16 @@ def add_output_options(parser: argparse.ArgumentParser, default: str | None
                      help="replace an existing output (default: refuse)")
     out.add_argument("--append", action="store_true",
                      help="instead of a new derived file, add the results as a processing "
-                          "module to a copy of the local SOURCE file, written at --out; with "
-                          "--out SOURCE, to the source file itself (atomically: a failure "
-                          "leaves it untouched) (default: a derived file)")
+                          "module to a copy of the local SOURCE file, written at --out (the "
+                          "source itself is never modified) (default: a derived file)")
     return out
 
 
 def check_output_source(out: str, source: str | os.PathLike, *, append: bool,
-                        embedded: bool = False) -> bool:
-    """Refuse an --out that would overwrite the SOURCE, and --append where it cannot work.
-
-    Returns whether the results go into the source file itself (``--append --out SOURCE``),
-    where an existing --out needs no --overwrite.
-    """
+                        embedded: bool = False) -> None:
+    """Refuse an --out that would overwrite the SOURCE (with or without --append, which
+    writes the source's content and the results into another file), and --append where it
+    cannot work."""
     from nwb_jedi.io.sources import parse_source
 
     parsed = parse_source(source)
@@ -383,11 +380,10 @@ def check_output_source(out: str, source: str | os.PathLike, *, append: bool,
     if same and embedded:
         raise UserError(f"--out {out} is the embedded data file inside the package; write "
                         f"the results elsewhere (--out FILE)")
-    if same and not append:
+    if same:
         raise UserError(f"--out {out} is the SOURCE file, which is never overwritten: write "
-                        f"the results to another file (--out OTHER.nwb), or add them to it "
-                        f"with --append (--append --out OTHER.nwb adds them to a copy)")
-    return same
+                        f"the results to another file (--out OTHER.nwb), or a copy of the "
+                        f"source with the results added (--append --out OTHER.nwb)")
 
 
 def print_warning(line: str) -> None:
@@ -458,6 +454,19 @@ def add_model_options(parser: argparse.ArgumentParser, estimator: type) -> None:
 _MAY_BE_ZERO = {"seed", "noise_std", "weight_decay", "trial_penalty", "n_decays", "min_epochs",
                 "ema"}
 MAX_SEED = 2**32 - 1
+
+
+def seed_value(text: str) -> int:
+    """argparse type of a seed: an integer from 0 to `MAX_SEED` (what numpy and torch accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give an integer from 0 to "
+                                         f"{MAX_SEED}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {value} is out of range: give an integer from 0 "
+                                         f"to {MAX_SEED}")
+    return value
 
 
 def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:

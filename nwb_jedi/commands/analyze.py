@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from nwb_jedi._files import atomic_write_text
-from nwb_jedi.commands._options import add_quiet_option, make_friendly
+from nwb_jedi.commands._options import add_quiet_option, make_friendly, seed_value
+from nwb_jedi.commands._text import printable_lines
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
                              "auto (every condition up to 24, else 24 spread evenly), all, a "
                              "number N (the first N; 0: none) or comma-separated condition "
                              "labels; the summary says which (default auto)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of the fixed-point search (default 0)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where streamed DANDI data are cached (default $NWB_JEDI_CACHE or "
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     lines.append(f"figures in {os.path.abspath(out)}: {', '.join(written)}")
     summary = "\n".join(lines)
     atomic_write_text(os.path.join(out, "summary.txt"), summary + "\n")
-    print(summary)
+    print(printable_lines(summary))  # labels and names come from the file
     return 0
 
 
@@ -143,10 +144,12 @@ def _check_arguments(args: argparse.Namespace) -> str:
     if parse_source(args.file).kind == "local" and not os.path.exists(args.file):
         raise UserError(f"no such file: {args.file}; give an NWB file written by nwb-jedi fit, "
                         f"or where it is shared on DANDI (DANDI:ID/VERSION/PATH)")
+    from nwb_jedi.commands._paths import check_output_dir
+
     out = args.out or _default_out(args.file)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} is a file; give a directory for the figures")
-    return out
+    return check_output_dir(out, "--out")
 
 
 def _default_out(file: str) -> str:

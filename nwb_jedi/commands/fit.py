@@ -96,11 +96,8 @@ def run(args: argparse.Namespace) -> int:
     init_from_env("cuda" if str(model.device).startswith("cuda") else "cpu")
     main = is_main_process()
     source = _source(args)
-    in_place = check_output_source(args.out, source, append=args.append,
-                                   embedded=args.source is None)
-    if os.path.exists(args.out) and not args.overwrite and not in_place:
-        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
-                        f"another --out")
+    check_output_source(args.out, source, append=args.append, embedded=args.source is None)
+    _check_outputs(args, source)
     quiet = args.quiet or not main
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     start = time.perf_counter()
@@ -131,14 +128,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Checks that cost nothing, before reading data or fitting."""
     if args.resume and not args.checkpoint:
         raise UserError("--resume needs --checkpoint DIR (the directory of the checkpoint)")
-    if args.plots and os.path.exists(args.plots) and not os.path.isdir(args.plots):
-        raise UserError(f"--plots {args.plots} is a file; give a directory for the figures")
-    if os.path.isdir(args.out):
-        raise UserError(f"--out {args.out} is a directory; give a file name such as "
-                        f"{os.path.join(args.out, 'jedi_fit.nwb')}")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"the directory of --out ({out_dir}) does not exist; create it first")
+    # Every output can be written, and none of them is the input (checked in the run, once
+    # the source is known).
     if args.checkpoint_every < 1:
         raise UserError(f"--checkpoint-every must be a positive integer, got "
                         f"{args.checkpoint_every}")
@@ -224,6 +215,18 @@ def _print_summary(model, ds, results, out: str, seconds: float,
     for line in results.warnings:
         if line != said:
             print_warning(line)
+
+
+def _check_outputs(args: argparse.Namespace, source: str) -> None:
+    """--out, --plots and --checkpoint can be written, and --out is not the SOURCE."""
+    from nwb_jedi.commands._paths import check_output_dir, check_output_file
+
+    source = source if os.path.exists(source) else None
+    check_output_file(args.out, "--out", overwrite=args.overwrite, inputs=[source])
+    if args.plots:
+        check_output_dir(args.plots, "--plots")
+    if args.checkpoint:
+        check_output_dir(args.checkpoint, "--checkpoint")
 
 
 def _short_list(names: list[str], limit: int = 8) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nwb_jedi.commands._options import add_source_options
+from nwb_jedi.commands._text import printable, printable_lines
 
 MAX_CONDITION_VALUES = 40  # more distinct values than this does not look like a condition
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from nwb_jedi.io.read import describe_source
 
     info = describe_source(args.source, asset=args.asset, cache_dir=args.cache_dir)
-    print(format_info(info))
+    # Everything shown comes from the file: no control character of it reaches the terminal.
+    print(printable_lines(format_info(info)))
     if info["trials"] is None or len(info["trials"]) == 0:
         others = [t["name"] for t in info.get("intervals", []) if t["n_rows"]]
         if others:
@@ -100,8 +102,8 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(_row("behavior", f"{len(info['behavior'])} series"))
         for b in info["behavior"]:
             rate = f"{b['rate']:g} Hz" if b["rate"] else "irregular"
-            lines.append(f"  {b['name']:<20} {str(b['shape']):<14} {b['unit'] or '?':<10} "
-                         f"{rate:<10} {b['path']}")
+            lines.append(f"  {printable(b['name']):<20} {str(b['shape']):<14} "
+                         f"{printable(b['unit'] or '?'):<10} {rate:<10} {printable(b['path'])}")
     else:
         lines.append(_row("behavior", "none under /processing"))
     return "\n".join(lines)
@@ -122,7 +124,7 @@ def _interval_lines(tables: list[dict[str, Any]]) -> list[str]:
 
 
 def _row(label: str, text: Any) -> str:
-    return f"{label + ':' if label else '':<14}{text}"
+    return f"{label + ':' if label else '':<14}{printable(text)}"
 
 
 def _trials_lines(trials: pd.DataFrame) -> list[str]:
@@ -131,11 +133,11 @@ def _trials_lines(trials: pd.DataFrame) -> list[str]:
     for name in trials.columns:
         col = trials[name]
         kind = _column_kind(col)
-        lines.append(f"  {name:<22} {kind:<12} {_examples(col)}")
+        lines.append(f"  {printable(name):<22} {kind:<12} {printable(_examples(col))}")
         if looks_like_condition(col):
-            conditions.append(f"{name} ({_n_unique(col)})")
+            conditions.append(f"{printable(name)} ({_n_unique(col)})")
         if looks_like_event_time(col, trials):
-            events.append(name)
+            events.append(printable(name))
     lines.append(f"looks like conditions: {', '.join(conditions) or 'none'}")
     lines.append(f"looks like event times: {', '.join(events) or 'none'}")
     return lines

@@ -81,14 +81,16 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     progress = progress_enabled(args.quiet)
+    from nwb_jedi.commands._paths import check_output_file
     from nwb_jedi.data.conditions import ConditionMapper
     from nwb_jedi.data.provenance import Provenance
     from nwb_jedi.io.load import read_summary
 
-    in_place = check_output_source(args.out, args.source, append=args.append)
-    if os.path.exists(args.out) and not args.overwrite and not in_place:
-        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
-                        f"another --out")
+    check_output_source(args.out, args.source, append=args.append)
+    # Before any reading: the output can be written and is neither of the inputs (even with
+    # --overwrite, `predict M S --out M` must never replace the model).
+    source = args.source if os.path.exists(args.source) else None
+    check_output_file(args.out, "--out", overwrite=args.overwrite, inputs=[args.file, source])
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be a positive integer, got {args.epochs}")
     check_threads(args)
@@ -102,11 +104,17 @@ def run(args: argparse.Namespace) -> int:
     # Inferring embeddings uses spikes only: no behavior is resampled or read (older fits
     # stored behavior=True, which would stream every behavior series of a DANDI source).
     settings["behavior"] = False
+    # The user's own --trial-filter may use pandas' whole query language; one read from the
+    # file is parsed into a whitelisted form and never evaluated (from_settings).
+    own_filter = args.trial_filter or None
     try:
         # from_settings refuses malformed stored settings, and callables not given again.
-        mapper = ConditionMapper.from_settings(settings, verbose=not args.quiet)
+        mapper = ConditionMapper.from_settings(
+            _without_filter(settings) if own_filter else settings, verbose=not args.quiet)
     except UserError as err:
         raise explain_setting_error(err, origins, MODEL) from None
+    if own_filter:
+        mapper.trial_filter = own_filter
     say(describe_settings(settings, origins))
     intervals = args.intervals or provenance.source.get("trials_table")
     if intervals and not args.intervals:
@@ -124,6 +132,18 @@ def run(args: argparse.Namespace) -> int:
                       f"model fits these data")
     print(path)
     return 0
+
+
+def _without_filter(settings: dict) -> dict:
+    """The settings without their trial filter (the user gives one of their own)."""
+    callables = {k: v for k, v in (settings.get("callables") or {}).items()
+                 if k != "trial_filter"}
+    out = {**settings, "trial_filter": None}
+    if callables:
+        out["callables"] = callables
+    else:
+        out.pop("callables", None)
+    return out
 
 
 def check_source_units(args: argparse.Namespace, summary: dict, provenance, say) -> None:

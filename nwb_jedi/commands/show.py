@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from nwb_jedi.commands._text import printable, printable_lines, printable_table
+
 HELP = "summarize a JEDI model stored in an NWB file"
 
 
@@ -35,8 +37,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.io.load import read_summary  # h5py only: show never imports torch
 
-    print(format_summary(read_summary(args.file, args.module_name, cache_dir=args.cache_dir),
-                         args.max_rows))
+    print(printable_lines(format_summary(
+        read_summary(args.file, args.module_name, cache_dir=args.cache_dir), args.max_rows)))
     return 0
 
 
@@ -53,14 +55,14 @@ def format_summary(info: dict, max_rows: int = 20) -> str:
     lines.append("Session")
     for key in ("session_id", "identifier", "session_start_time", "session_description"):
         if session.get(key):
-            text = str(session[key])
+            text = printable(session[key])
             if len(text) > 200:  # descriptions can be pages long; the file holds all of it
                 text = text[:200].rstrip() + " ..."
             lines.append(f"  {key:<20} {text}")
     lines.append("")
     lines.append("Source of the modelled data")
     for key, value in info["source"].items():
-        lines.append(f"  {key:<20} {value}")
+        lines.append(f"  {printable(key):<20} {printable(value)}")
     meta = info.get("dataset_metadata", {})
     mapper = meta.get("mapper")
     if mapper:
@@ -85,20 +87,13 @@ def format_summary(info: dict, max_rows: int = 20) -> str:
     lines.append("")
     lines.append(f"Conditions ({len(conditions)})")
     if len(conditions):
-        table = conditions.head(max_rows).to_string(index=False)
+        table = printable_table(conditions.head(max_rows)).to_string(index=False)
         lines.extend("  " + row for row in table.splitlines())
         if len(conditions) > max_rows:
             lines.append(f"  ... {len(conditions) - max_rows} more (--max-rows)")
-    metrics = info["metrics"]
     lines.append("")
     lines.append("Metrics")
-    if len(metrics):
-        wide = metrics.pivot_table(index="metric", columns="split", values="value",
-                                   aggfunc="first", sort=False)
-        table = wide.to_string(float_format=lambda v: f"{v:.4g}")
-        lines.extend("  " + row for row in table.splitlines())
-    else:
-        lines.append("  none stored")
+    lines.extend(_metrics_lines(info["metrics"]))
     lines.extend(f"warning: {line}" for line in stored_warnings(info))
     return "\n".join(lines)
 
@@ -111,7 +106,7 @@ def stored_warnings(info: dict) -> list[str]:
     config = info["config"]
     metrics: dict[str, dict[str, float]] = {}
     table = info["metrics"]
-    if len(table):
+    if len(table) and {"metric", "split", "value"} <= set(table.columns):
         for row in table.itertuples(index=False):
             metrics.setdefault(str(row.split), {})[str(row.metric)] = row.value
     params = config.get("params") or {}
@@ -122,3 +117,16 @@ def stored_warnings(info: dict) -> list[str]:
                                  max_epochs=params.get("max_epochs"),
                                  transfer="applied_model" in info.get("dataset_metadata", {}))]
     return [line for line in found if line]
+
+
+def _metrics_lines(metrics) -> list[str]:
+    """The metrics table, one row per metric and a column per split."""
+    if not len(metrics):
+        return ["  none stored"]
+    if {"metric", "split", "value"} <= set(metrics.columns):
+        wide = printable_table(metrics).pivot_table(index="metric", columns="split",
+                                                    values="value", aggfunc="first", sort=False)
+        table = wide.to_string(float_format=lambda v: f"{v:.4g}")
+    else:  # not the table nwb_jedi writes: shown as it is
+        table = printable_table(metrics).to_string(index=False)
+    return ["  " + row for row in table.splitlines()]

@@ -6,7 +6,12 @@ import argparse
 import os
 import sys
 
-from nwb_jedi.commands._options import add_quiet_option, make_friendly, progress_enabled
+from nwb_jedi.commands._options import (
+    add_quiet_option,
+    make_friendly,
+    progress_enabled,
+    seed_value,
+)
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -48,9 +53,9 @@ def register(subparsers) -> None:
     parser.add_argument("--bin-ms", type=float, default=20.0, metavar="B",
                         help="bin width of the simulated counts, a multiple of 10 ms "
                              "(default 20)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
+    parser.add_argument("--seed", type=seed_value, default=0, metavar="S",
                         help="seed of the recording: readout, noise, spikes, split (default 0)")
-    parser.add_argument("--teacher-seed", type=int, default=0, metavar="S",
+    parser.add_argument("--teacher-seed", type=seed_value, default=0, metavar="S",
                         help="seed of the teacher network (default 0)")
     parser.add_argument("--teacher-iters", type=int, default=2000, metavar="N",
                         help="most training iterations of the teacher (default 2000)")
@@ -75,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if not tasks or unknown:
         raise UserError(f"unknown task(s) {', '.join(unknown) or '(none given)'} in --tasks; "
                         f"choose from {', '.join(TASKS)}, comma-separated")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UserError(f"{args.out} already exists; pass --overwrite to replace it or choose "
-                        f"another --out")
+    from nwb_jedi.commands._paths import check_output_file
+
+    check_output_file(args.out, "--out", overwrite=args.overwrite)
     for flag, value, low in (("--units", args.units, 2), ("--teacher-iters",
                                                           args.teacher_iters, 1)):
         if value < low:
@@ -93,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     ds = make_dataset(tasks, trials_per_condition=args.trials_per_condition,
                       bin_size=args.bin_ms / 1000.0, seed=args.seed,
                       teacher_seed=args.teacher_seed, teacher=teacher)
-    write_synthetic_mc_maze(args.out, ds, seed=args.seed, experimenter=experimenter)
+    # Without --overwrite the final rename is exclusive: a file that appeared at --out while
+    # the teacher trained (another process) is never replaced.
+    write_synthetic_mc_maze(args.out, ds, seed=args.seed, experimenter=experimenter,
+                            overwrite=args.overwrite)
 
     info = teacher.info
     duration = ds.n_bins * ds.bin_size

@@ -23,9 +23,17 @@ the series' time range gets NaN. NaN samples are ignored in the means.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from nwb_jedi._limits import format_bytes, max_array_bytes
+from nwb_jedi.errors import UserError
+
+if TYPE_CHECKING:
+    from nwb_jedi.data.session import Session
 
 EDGE_TOLERANCE = 1e-9  # seconds; see the module docstring
 
@@ -222,3 +230,78 @@ def merge_intervals(intervals: np.ndarray) -> np.ndarray:
         else:
             out.append(np.array([a, b]))
     return np.array(out)
+
+
+# ---------------------------------------------------------------------------------- size and grid
+def check_binned_size(n_trials: int, n_bins: int, n_units: int, bin_size: float) -> None:
+    """Refuse binned counts that would not fit the memory bound, before allocating them.
+
+    The counts are float32, (trials, bins, units); the bound is
+    `nwb_jedi._limits.max_array_bytes` (``$NWB_JEDI_MAX_ARRAY_GB``).
+
+    Raises
+    ------
+    UserError
+        The array would be larger than the bound; the message gives its size and the fix.
+    """
+    size = 4 * int(n_trials) * int(n_bins) * int(n_units)
+    try:
+        limit = max_array_bytes()
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if size > limit:
+        raise UserError(f"the binned counts would take {format_bytes(size)} ({n_trials} trials x "
+                        f"{n_bins} bins of {bin_size * 1e3:g} ms x {n_units} units, float32), "
+                        f"more than the {format_bytes(limit)} allowed; use larger bins "
+                        f"(--bin-ms), a shorter window or fewer trials, or raise "
+                        f"NWB_JEDI_MAX_ARRAY_GB")
+
+
+#: Candidate spike-time grids (s), coarsest first, for files that state no resolution.
+_GRIDS = (0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
+#: Spikes sampled to infer the grid, and the fewest that make the inference worth anything.
+_GRID_SAMPLE, _GRID_MIN_SPIKES = 20_000, 50
+
+
+def spike_time_resolution(session: Session) -> float | None:
+    """The grid spike times sit on: the file's ``resolution`` when it states one, else the
+    coarsest of 10, 5, 2, 1, 0.5, 0.2, 0.1 ms that every sampled spike time lies on (None when
+    spike times lie on none of them, e.g. 30 kHz sampling, or there are too few)."""
+    if session.time_resolution:
+        return float(session.time_resolution)
+    sample = [s[: max(1, _GRID_SAMPLE // max(1, session.n_units))] for s in session.spike_times
+              if len(s)]
+    times = np.concatenate(sample) if sample else np.empty(0)
+    times = times[np.isfinite(times)]
+    if len(times) < _GRID_MIN_SPIKES:
+        return None
+    for grid in _GRIDS:
+        steps = times / grid
+        if np.all(np.abs(steps - np.round(steps)) < 1e-4):
+            return grid
+    return None
+
+
+def warn_off_grid_bins(bin_size: float, resolution: float | None) -> None:
+    """Warn when bins are not a whole number of spike-time steps.
+
+    Spike times on a grid of `resolution` put ``floor(bin / resolution)`` or
+    ``ceil(bin / resolution)`` possible spike times in each bin, alternating, so the counts
+    show an alternating-bin artifact (x1.5 for 2.5 ms bins on 1 ms data). Above 1000 steps per
+    bin the artifact is under 0.1% and not worth a warning.
+    """
+    if not resolution or resolution <= 0:
+        return
+    steps = bin_size / resolution
+    whole = round(steps)
+    if abs(steps - whole) < 1e-6 or steps > 1000:
+        return
+    low, high = int(np.floor(steps)), int(np.ceil(steps))
+    suggestions = sorted({max(1, low), high})
+    shown = " or ".join(f"{k * resolution * 1e3:g}" for k in suggestions)
+    factor = f"x{high / low:.3g}" if low else "empty bins"
+    warnings.warn(f"bins of {bin_size * 1e3:g} ms are not a whole number of the spike times' "
+                  f"{resolution * 1e3:g} ms resolution, so consecutive bins can hold {low} or "
+                  f"{high} possible spike times: the counts alternate ({factor}) for no "
+                  f"biological reason; use a multiple of {resolution * 1e3:g} ms (--bin-ms "
+                  f"{shown})", UserWarning, stacklevel=3)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +45,16 @@ import pandas as pd
 from nwb_jedi.data.binning import (
     EDGE_TOLERANCE,
     bin_spikes,
+    check_binned_size,
     n_bins_for,
     resample_behavior,
     smooth_counts,
+    spike_time_resolution,
+    warn_off_grid_bins,
     windows_within,
 )
 from nwb_jedi.data.dataset import SPLIT_NAMES, TrialDataset
+from nwb_jedi.data.filters import StoredQuery, evaluate_query
 from nwb_jedi.data.mapper_settings import (
     CALLABLE_ALTERNATIVES,
     SETTINGS,
@@ -218,6 +223,7 @@ class ConditionMapper:
                             "what the file holds")
         report = MapperReport(n_trials_total=len(trials), n_units_total=session.n_units)
         self.report_ = report
+        _report_duplicate_ids(trials, report)
         selection = _Selection(trials, report)
         self._select_trials(selection)
         # units before the windows: the obs_intervals checks only concern the units we keep
@@ -226,6 +232,8 @@ class ConditionMapper:
         _drop_rare_conditions(selection)
         report.n_trials_kept = int(selection.keep.sum())
         report.n_units_kept = int(selection.units.sum())
+        check_binned_size(report.n_trials_kept, self.n_bins, report.n_units_kept, self.bin_size)
+        warn_off_grid_bins(self.bin_size, spike_time_resolution(session))
         dataset = self._assemble(session, selection)
         report.n_conditions = dataset.n_conditions
         dataset.provenance.report = copy.deepcopy(report)
@@ -348,14 +356,10 @@ class ConditionMapper:
                 for row in zip(*columns, strict=True)], names
 
     def _filter_mask(self, trials: pd.DataFrame) -> np.ndarray:
+        """One boolean per trial, by position (trial ids may repeat)."""
         flt = self.trial_filter
         if isinstance(flt, str):
-            try:
-                selected = trials.query(flt, engine="python")
-            except Exception as err:  # pandas raises many types for a bad expression
-                raise UserError(f"trial_filter {flt!r} could not be evaluated ({err}); columns "
-                                f"are: {_cols(trials)}") from None
-            return trials.index.isin(selected.index)
+            return _query_mask(flt, trials, "trial_filter", "columns")
         if isinstance(flt, Mapping):
             mask = np.ones(len(trials), dtype=bool)
             for col, want in flt.items():
@@ -420,13 +424,8 @@ class ConditionMapper:
         if self.unit_filter is not None:
             flt = self.unit_filter
             if isinstance(flt, str):
-                try:
-                    selected = units.reset_index(drop=True).query(flt, engine="python")
-                except Exception as err:
-                    raise UserError(f"unit_filter {flt!r} could not be evaluated ({err}); unit "
-                                    f"columns are: {_cols(units)}") from None
-                ok = np.zeros(len(units), dtype=bool)
-                ok[selected.index.to_numpy()] = True
+                ok = _query_mask(flt, units.reset_index(drop=True), "unit_filter",
+                                 "unit columns")
             else:
                 ok = np.asarray(flt(units), dtype=bool)
             drop(ok, f"unit_filter {_describe(flt)}")
@@ -434,6 +433,49 @@ class ConditionMapper:
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _report_duplicate_ids(trials: pd.DataFrame, report: MapperReport) -> None:
+    """Count (and warn about) trials whose id another trial also has.
+
+    Every selection works by position, so such trials are still told apart; but their ids in
+    the outputs are ambiguous, which a user should know.
+    """
+    duplicated = trials.index.duplicated(keep=False)
+    report.duplicate_trial_ids = int(duplicated.sum())
+    if report.duplicate_trial_ids:
+        shown = ", ".join(str(v) for v in pd.unique(trials.index[duplicated])[:5])
+        warnings.warn(f"{report.duplicate_trial_ids} trials of the trials table share their id "
+                      f"with another trial (ids {shown}{', ...' if duplicated.sum() > 5 else ''});"
+                      f" they are kept apart by their position, but the trial ids in the "
+                      f"outputs are ambiguous: give the trials table unique ids",
+                      UserWarning, stacklevel=4)
+
+
+def _query_mask(query: str, table: pd.DataFrame, setting: str, what: str) -> np.ndarray:
+    """Evaluate a query string on `table`: one boolean per row, by position.
+
+    A `StoredQuery` (read from a file) is evaluated by `nwb_jedi.data.filters`, never by
+    pandas; any other string is the user's own and goes to ``DataFrame.eval``. Both give the
+    mask by position, so rows that share an index value are told apart.
+    """
+    if isinstance(query, StoredQuery):
+        return evaluate_query(query, table)
+    try:
+        result = table.eval(query, engine="python")
+    except Exception as err:  # pandas raises many types for a bad expression
+        raise UserError(f"{setting} {query!r} could not be evaluated ({err}); {what} are: "
+                        f"{_cols(table)}") from None
+    if isinstance(result, pd.Series) and result.dtype.kind not in "biuf":
+        result = result.fillna(False)  # nullable booleans: a missing value does not match
+    mask = np.asarray(result)
+    if mask.dtype.kind == "O" and all(isinstance(v, bool | np.bool_) for v in mask.ravel()):
+        mask = mask.astype(bool)
+    if mask.shape != (len(table),) or mask.dtype.kind != "b":
+        raise UserError(f"{setting} {query!r} is not a condition that is true or false for each "
+                        f"row (it gave {type(result).__name__}); write a comparison such as "
+                        f"\"success == True\"")
+    return mask
+
+
 def _normalise_by(by) -> dict[str, Any]:
     """`by` as an ordered {column: bins or None}."""
     if isinstance(by, str):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from nwb_jedi.data.provenance import Provenance
+from nwb_jedi.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -48,12 +49,26 @@ def _condition_table(labels: Sequence[Hashable], names: Sequence[str] | None):
             raise ValueError(f"condition_names has {len(cols)} names but the labels have "
                              f"{width} values each")
         table = pd.DataFrame([list(u) for u in unique], columns=cols)
-        table["label"] = ["/".join(str(v) for v in u) for u in unique]
+        table["label"] = [condition_label(u) for u in unique]
     else:
         col = names[0] if names else "condition"
         table = pd.DataFrame({col: unique})
         table["label"] = [str(u) for u in unique]
+    repeated = table["label"][table["label"].duplicated()]
+    if len(repeated):
+        # Models match conditions by label: two conditions must never share one.
+        raise UserError(f"conditions {sorted(set(repeated))[:3]} have values that differ only "
+                        f"in type (e.g. 1 and '1'); give each condition column one type")
     return condition, table
+
+
+def condition_label(values: Sequence) -> str:
+    """The label of a condition defined by several values: ``"a/b"`` for ``("a", "b")``.
+
+    A slash or backslash inside a value is escaped with a backslash, so that the label names
+    one condition only: ``("a/b", "c")`` is ``a\\/b/c`` and ``("a", "b/c")`` is ``a/b\\/c``.
+    """
+    return "/".join(str(v).replace("\\", "\\\\").replace("/", "\\/") for v in values)
 
 
 def _hashable(value):

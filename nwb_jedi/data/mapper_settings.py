@@ -9,6 +9,10 @@ column name) and ``{"maze": None, "reach_angle": 8}`` as ``[["maze", None], ["re
 become lists. A callable cannot be stored: a dataset built with one records that setting as
 None and the callable's name under ``"callables"``, and `decode_settings` refuses such settings
 unless the setting is given again.
+
+Settings are read from files that anyone may have written, so a query string among them
+(``trial_filter``, ``unit_filter``) comes back as a `nwb_jedi.data.filters.StoredQuery`: parsed
+into a whitelisted form and never handed to pandas' evaluator, or refused.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from nwb_jedi.data.filters import StoredQuery
 from nwb_jedi.errors import UserError
 
 #: The settings that define a dataset, in the constructor's order (`verbose` only prints).
@@ -194,10 +199,16 @@ def _decode_bin_size(name: str, value) -> float:
     return value
 
 
+def _decode_query(name: str, value) -> StoredQuery | None:
+    """None, or a query string parsed into its whitelisted form (never evaluated as code)."""
+    text = _text(name, value)
+    return None if text is None else StoredQuery(text, name)
+
+
 def _decode_trial_filter(name: str, value) -> str | dict | None:
-    """None, a pandas query string, or {column: a value or a list of values}."""
+    """None, a query string (see `_decode_query`), or {column: a value or a list of values}."""
     if value is None or isinstance(value, str):
-        return _text(name, value)
+        return _decode_query(name, value)
 
     def plain_value(v) -> bool:
         return v is None or isinstance(v, str | bool) or _is_number(v)
@@ -248,7 +259,7 @@ _DECODERS: dict[str, Callable[[str, Any], Any]] = {
     "bin_size": _decode_bin_size,
     "align_reference": _text,
     "trial_filter": _decode_trial_filter,
-    "unit_filter": _text,
+    "unit_filter": _decode_query,
     "min_rate_hz": _number,
     "exclude_heldout": _decode_bool,
     "smooth_sd": _number,

@@ -51,14 +51,19 @@ class MapperReport:
     units_dropped: dict[str, int] = field(default_factory=dict)
     conditions_dropped: list[str] = field(default_factory=list)
     n_conditions: int = 0
+    #: Trials of the table whose id another trial also has (told apart by position).
+    duplicate_trial_ids: int = 0
 
     def summary(self) -> str:
         """One line: kept counts and every drop reason with its count."""
         drops = ", ".join(f"{n} {why}" for why, n in self.trials_dropped.items() if n)
         udrops = ", ".join(f"{n} {why}" for why, n in self.units_dropped.items() if n)
+        duplicates = (f"; {self.duplicate_trial_ids} trials share their id with another trial"
+                      if self.duplicate_trial_ids else "")
         return (f"kept {self.n_trials_kept}/{self.n_trials_total} trials in "
                 f"{self.n_conditions} conditions and {self.n_units_kept}/{self.n_units_total} "
-                f"units; trials dropped: {drops or 'none'}; units dropped: {udrops or 'none'}")
+                f"units; trials dropped: {drops or 'none'}; units dropped: {udrops or 'none'}"
+                f"{duplicates}")
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able values."""

@@ -106,6 +106,13 @@ class Session:
         if len(self.spike_times) != len(self.unit_ids):
             raise ValueError(f"{len(self.unit_ids)} unit ids but {len(self.spike_times)} spike "
                              f"trains; give one spike-time array per unit")
+        for uid, spikes in zip(self.unit_ids, self.spike_times, strict=True):
+            # NaN and inf would pass every window check (or defeat the recording span) and
+            # make the binning and rate filters silently wrong.
+            bad = int(np.count_nonzero(~np.isfinite(spikes)))
+            if bad:
+                raise ValueError(f"unit {uid} has {bad} spike times that are NaN or infinite; "
+                                 f"drop them (np.isfinite) before building the Session")
         if self.units is None:
             self.units = pd.DataFrame({"id": self.unit_ids})
         if len(self.units) != len(self.unit_ids):

@@ -161,7 +161,8 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
                                             "(nwb_jedi.io.layouts).",
                          compression: bool = True,
                          timeseries: dict[str, tuple] | None = None,
-                         experimenter: list[str] | str | None = None) -> str:
+                         experimenter: list[str] | str | None = None,
+                         overwrite: bool = True) -> str:
     """Write spikes, trials and behavior as an NWB file in the NLB MC_Maze layout.
 
     Parameters
@@ -192,6 +193,9 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
     "Simulated data", the subject is `SIMULATED_SUBJECT` (no species claimed as recorded),
     ``keywords`` holds "simulated data" and ``data_collection`` `SIMULATED_NOTE`. It passes
     ``dandi validate``.
+    overwrite : bool
+        Replace an existing file; with False a file at `path` is never replaced, even one
+        that appeared while this one was being built (FileExistsError).
 
     Returns
     -------
@@ -234,7 +238,7 @@ def write_mc_maze_layout(path: str | os.PathLike, spike_times: list[np.ndarray],
                                   timestamps=compressed(np.asarray(ts, np.float64),
                                                         compression),
                                   unit=unit, description=text))
-    return save_nwbfile(nwb, path)
+    return save_nwbfile(nwb, path, overwrite=overwrite)
 
 
 def write_perich_layout(path: str | os.PathLike, spike_times: list[np.ndarray],

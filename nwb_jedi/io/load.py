@@ -3,14 +3,16 @@ summary, with h5py only.
 
 Every dataset's dtype is checked before a byte is converted: object / variable-length /
 compound / reference / opaque dtypes are refused, nothing is unpickled and nothing from the
-file is executed. Only `load_model` needs torch, and imports it (through `nwb_jedi.model`) when
-called, so reading a summary (`nwb-jedi show`) stays light.
+file is executed. A model file is untrusted input: before any dataset is read its layout,
+filters and sizes are checked against its own HDF5 metadata, links inside the model's module
+are refused, and JSON nesting is bounded (`nwb_jedi.io.untrusted`). Only `load_model` needs
+torch, and imports it (through `nwb_jedi.model`) when called, so reading a summary
+(`nwb-jedi show`) stays light.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,14 @@ import pandas as pd
 
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError
+from nwb_jedi.io.untrusted import (
+    check_dataset,
+    check_expansion,
+    check_links,
+    check_regular_file,
+    link_kind,
+    parse_json,
+)
 
 if TYPE_CHECKING:
     from nwb_jedi.model.base import Estimator
@@ -58,6 +68,7 @@ def _open(source: str | os.PathLike,
     if not os.path.exists(path):
         raise ModelFileError(f"no such file: {path}; give the path of an NWB file written by "
                              f"nwb_jedi")
+    check_regular_file(path, ModelFileError)
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
@@ -87,12 +98,17 @@ def find_modules(h5: h5py.File) -> list[str]:
     list of str
         Module names, in the file's order (empty when there is none).
     """
-    processing = h5.get("processing")
+    if link_kind(h5, "processing") != "hard":
+        return []
+    processing = h5["processing"]
     if not isinstance(processing, h5py.Group):
         return []
-    return [name for name, group in processing.items()
-            if isinstance(group, h5py.Group) and isinstance(group.get("model"), h5py.Group)
-            and _type_of(group["model"]) == "JEDIModel"]
+    # Links are never followed: a module or model reached through one is not this file's.
+    return [name for name in processing
+            if link_kind(processing, name) == "hard" and isinstance(processing[name], h5py.Group)
+            and link_kind(processing[name], "model") == "hard"
+            and isinstance(processing[name]["model"], h5py.Group)
+            and _type_of(processing[name]["model"]) == "JEDIModel"]
 
 
 def _module(h5: h5py.File, path: str, module_name: str | None) -> h5py.Group:
@@ -108,10 +124,14 @@ def _module(h5: h5py.File, path: str, module_name: str | None) -> h5py.Group:
     if module_name not in names:
         raise ModelFileError(f"{path} has no JEDI model in a processing module named "
                              f"{module_name!r} (found: {', '.join(names) or 'none'})")
-    return h5["processing"][module_name]
+    module = h5["processing"][module_name]
+    check_links(module, ModelFileError)
+    return module
 
 
 def _dataset(group: h5py.Group, name: str, where: str) -> h5py.Dataset:
+    if link_kind(group, name) not in (None, "hard"):
+        raise ModelFileError(f"{where}/{name} is a link to data elsewhere; refusing to load it")
     obj = group.get(name)
     if not isinstance(obj, h5py.Dataset):
         raise ModelFileError(f"{where}/{name} is missing; the file is damaged or was not "
@@ -127,6 +147,7 @@ def _read_numeric(ds: h5py.Dataset, kinds: str, what: str) -> np.ndarray:
         raise ModelFileError(f"{what} ({ds.name}) has dtype {ds.dtype}, not a plain "
                              f"{'floating point' if kinds == 'f' else 'numeric'} array; "
                              f"refusing to load it")
+    check_dataset(ds, what, ModelFileError)
     return ds[()]
 
 
@@ -135,6 +156,7 @@ def _read_text(ds: h5py.Dataset, what: str) -> np.ndarray | str:
     if h5py.check_string_dtype(ds.dtype) is None:
         raise ModelFileError(f"{what} ({ds.name}) has dtype {ds.dtype}, not text; refusing "
                              f"to load it")
+    check_dataset(ds, what, ModelFileError)
     value = ds.asstr()[()]
     if isinstance(value, np.ndarray):
         return np.array([str(v) for v in value.ravel()], dtype=str).reshape(value.shape) \
@@ -163,18 +185,17 @@ def _attr_text(obj, key: str, what: str, required: bool = True) -> str | None:
 
 
 def _json(text: str, what: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{what} is not valid JSON ({err}); the file is damaged") \
-            from None
+    value = parse_json(text, what, ModelFileError)
     if not isinstance(value, dict):
         raise ModelFileError(f"{what} is not a JSON object; the file is damaged")
     return value
 
 
 def _scalar_text(ds: h5py.Dataset) -> str:
-    value = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) is not None else ""
+    if h5py.check_string_dtype(ds.dtype) is None:
+        return ""
+    check_dataset(ds, ds.name, ModelFileError)
+    value = ds.asstr()[()]
     return value if isinstance(value, str) else ""
 
 
@@ -187,12 +208,15 @@ def _read_model_group(group: h5py.Group) -> tuple[dict, dict[str, np.ndarray]]:
     if overlap:
         raise ModelFileError(f"{where}: fit_state repeats config keys {sorted(overlap)}; the "
                              f"file is damaged")
-    tensors: dict[str, np.ndarray] = {}
-    for obj in group.values():
-        if _type_of(obj) != "JEDIParameter":
-            continue
+    parameters = [obj for obj in group.values() if _type_of(obj) == "JEDIParameter"]
+    for obj in parameters:  # every tensor's metadata is checked before any is read
         if not isinstance(obj, h5py.Dataset):
             raise ModelFileError(f"{obj.name} is not a dataset; the file is damaged")
+        check_dataset(obj, f"tensor {_attr_text(obj, 'tensor_name', obj.name)!r}",
+                      ModelFileError)
+    check_expansion(parameters, f"the tensors of {where}", ModelFileError)
+    tensors: dict[str, np.ndarray] = {}
+    for obj in parameters:
         tensor = _attr_text(obj, "tensor_name", obj.name)
         if tensor in tensors:
             raise ModelFileError(f"tensor {tensor!r} is stored twice in {where}; the file is "
@@ -431,6 +455,11 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None, *,
         module = _module(h5, label, module_name)
         model_group = module["model"]
         config, tensors = _read_model_group(model_group)
+        # The config's structure and sizes, as load_model would check them (without torch):
+        # what `nwb-jedi show` prints from it is then well formed.
+        from nwb_jedi.model.bounds import check_state
+
+        check_state(config, tensors)
         source = {}
         for key in ("source_kind", "source_dandiset", "source_version", "source_asset_path",
                     "source_url", "source_path", "source_sha256", "source_identifier"):
@@ -443,10 +472,12 @@ def read_summary(path: str | os.PathLike, module_name: str | None = None, *,
             if isinstance(module.get("metrics"), h5py.Group) else pd.DataFrame()
         session = {}
         for key in ("identifier", "session_description", "session_start_time"):
-            if isinstance(h5.get(key), h5py.Dataset):
+            if link_kind(h5, key) == "hard" and isinstance(h5[key], h5py.Dataset):
                 session[key] = _scalar_text(h5[key])
-        if isinstance(h5.get("general/session_id"), h5py.Dataset):
-            session["session_id"] = _scalar_text(h5["general/session_id"])
+        general = h5["general"] if link_kind(h5, "general") == "hard" else None
+        if isinstance(general, h5py.Group) and link_kind(general, "session_id") == "hard" \
+                and isinstance(general["session_id"], h5py.Dataset):
+            session["session_id"] = _scalar_text(general["session_id"])
         info = {
             "path": label if _is_remote(path) else os.path.abspath(label),
             "module": module.name.rsplit("/", 1)[-1],
@@ -472,9 +503,9 @@ def _modelled_summary(module: h5py.Group) -> dict[str, Any]:
     binned = module.get("binned_counts")
     if not isinstance(binned, h5py.Group):
         return {}
-    if isinstance(binned.get("counts"), h5py.Dataset):  # ndx-jedi 0.1
-        shape, described = tuple(binned["counts"].shape), binned
-    elif isinstance(binned.get("data"), h5py.Dataset) and \
+    if isinstance(binned.get("counts"), h5py.Dataset) and binned["counts"].ndim == 3:
+        shape, described = tuple(binned["counts"].shape), binned  # ndx-jedi 0.1
+    elif isinstance(binned.get("data"), h5py.Dataset) and binned["data"].ndim == 3 and \
             isinstance(module.get("modelled_data"), h5py.Group):
         n_units, n_trials, n_bins = binned["data"].shape
         shape, described = (n_trials, n_bins, n_units), module["modelled_data"]

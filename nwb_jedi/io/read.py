@@ -12,6 +12,7 @@ DynamicTableRegion) and TimeSeries (data, timestamps or starting_time + rate, co
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import h5py
@@ -138,8 +139,13 @@ def _read_open_file(h5: h5py.File, source: dict, where: str, behavior,
         source = {**source, "trials_table": intervals}
     units_group = _find_units(h5, where)
     units, ragged = _read_units_table(h5, units_group, spikes=True)
+    if not len(units):
+        raise SourceError(f"{where} has a units table without any unit; nwb_jedi needs sorted "
+                          f"spikes of at least one unit (run `nwb-jedi info` to see what the "
+                          f"file holds)")
     spike_times = ragged.pop("spike_times")
-    spike_times = [_sorted(s) for s in spike_times]
+    spike_times = [_sorted(s) for s in _finite_spikes(
+        [np.asarray(s, dtype=np.float64) for s in spike_times], units["id"].to_numpy(), where)]
     obs = ragged.get("obs_intervals")
     resolution = None
     if "spike_times" in units_group:
@@ -349,6 +355,8 @@ def _compound_to_objects(f: h5py.File, values: np.ndarray) -> np.ndarray:
 
 
 def _split_ragged(values: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    if not len(ends):
+        return []  # a table without rows
     starts = np.r_[0, ends[:-1]]
     return [values[a:b] for a, b in zip(starts, ends, strict=True)]
 
@@ -496,6 +504,28 @@ def _attr_float(obj, key: str) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return value if np.isfinite(value) else None
+
+
+def _finite_spikes(spike_times: list[np.ndarray], unit_ids: np.ndarray,
+                   where: str) -> list[np.ndarray]:
+    """Spike times without NaN or infinite values, warning (by unit) when there were any.
+
+    Such values are damage in the file: NaN would look like a window outside the recording and
+    inf would stretch the recording span and zero every unit's rate.
+    """
+    bad = {}
+    for u, spikes in enumerate(spike_times):
+        finite = np.isfinite(spikes)
+        if not finite.all():
+            bad[u] = int((~finite).sum())
+            spike_times[u] = spikes[finite]
+    if bad:
+        shown = ", ".join(f"unit {unit_ids[u]} ({n})" for u, n in list(bad.items())[:5])
+        more = f" and {len(bad) - 5} more units" if len(bad) > 5 else ""
+        warnings.warn(f"{where}: dropped {sum(bad.values())} spike times that are NaN or "
+                      f"infinite ({shown}{more}); the file's spike_times are damaged, check it "
+                      f"with nwbinspector", UserWarning, stacklevel=4)
+    return spike_times
 
 
 def _sorted(spikes: np.ndarray) -> np.ndarray:

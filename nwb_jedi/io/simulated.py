@@ -123,7 +123,8 @@ def synthetic_trials_table(ds: TrialDataset, gap: float = 0.5, first_start: floa
 
 def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: int = 0,
                             gap: float = 0.5, description: str | None = None,
-                            experimenter: list[str] | str | None = None) -> str:
+                            experimenter: list[str] | str | None = None,
+                            overwrite: bool = True) -> str:
     """Write a synthetic `TrialDataset` as an NWB file in the NLB MC_Maze layout.
 
     Parameters
@@ -141,6 +142,10 @@ def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: 
         Session description (default: what was simulated).
     experimenter : list of str, optional
         Who ran the simulation, as "Last, First" (default: none).
+
+    overwrite : bool
+        Replace an existing file; with False a file at `path` (even one that another process
+        wrote meanwhile) is never replaced (FileExistsError).
 
     The file says it is simulated (session description, subject, keywords; see
     `nwb_jedi.io.layouts.write_mc_maze_layout`) and passes ``dandi validate``.
@@ -168,7 +173,7 @@ def write_synthetic_mc_maze(path: str | os.PathLike, ds: TrialDataset, *, seed: 
                                 locations=["teacher RNN"] * ds.n_units,
                                 session_id="synthetic-ground-truth", description=description,
                                 timeseries=_teacher_output(ds, trials),
-                                experimenter=experimenter)
+                                experimenter=experimenter, overwrite=overwrite)
 
 
 def _teacher_output(ds: TrialDataset, trials: pd.DataFrame) -> dict[str, tuple] | None:

@@ -33,6 +33,7 @@ from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi._version import __version__
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import ModelFileError, NotFittedError, UserError
+from nwb_jedi.model.bounds import check_state
 from nwb_jedi.model.rnn import draw_noise
 from nwb_jedi.model.train import Checkpoint, Schedule, fingerprint, run_training
 
@@ -246,6 +247,7 @@ class Estimator:
             raise ModelFileError(f"model format version {config.get('format_version')!r} is not "
                                  f"supported by nwb_jedi {__version__} (which reads version "
                                  f"{STATE_FORMAT_VERSION}); upgrade nwb_jedi")
+        check_state(config, tensors)  # sizes and structure, before anything is built
         params = config.get("params", {})
         if not isinstance(params, dict):
             raise ModelFileError("the model config's params are not a mapping; the file is "

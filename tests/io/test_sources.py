@@ -254,7 +254,7 @@ def test_blob_drops_retry_then_fail(dandi_api, tmp_path: Path, monkeypatch) -> N
     # the test stays fast. What is tested is that the failure reaches the user as one
     # SourceError rather than an h5py OSError.
     monkeypatch.setattr(importlib.import_module("remfile.RemFile"), "_num_request_retries", 2)
-    with pytest.raises(SourceError, match=r"failed after retries.*check your network"):
+    with pytest.raises(SourceError, match=r"failed after 3 tries.*check your network"):
         with open_source(f"DANDI:000200/draft/{BIG_PATH}", cache_dir=tmp_path) as (h5, _):
             dandi_api.drop_connections(1000, "/blobs/")
             h5["acquisition/raw/data"][-5000:]
@@ -284,7 +284,9 @@ def test_second_read_is_served_from_cache(dandi_api, tmp_path: Path) -> None:
     cache = Path(info.extra["cache_dir"])
     assert cache.is_relative_to(Path(os.environ["NWB_JEDI_CACHE"]))
     assert {"000200", "draft", info.asset_id} <= set(cache.parts)
-    assert sum(p.stat().st_size for p in cache.glob("*.blk")) == served
+    blocks = list(cache.glob("*.blk"))
+    # each block: the bytes served, then their SHA-256 (32 bytes)
+    assert sum(p.stat().st_size for p in blocks) == served + 32 * len(blocks)
 
     dandi_api.reset_counters()
     with open_source(source) as (h5, _):
