@@ -151,6 +151,17 @@ def gaussian_smooth(values: np.ndarray, sd_bins: float, axis: int = 1) -> np.nda
     return gaussian_filter1d(values, sd_bins, axis=axis, mode="nearest")
 
 
+def smoothing_matrix(n_bins: int, sd: float, bin_size: float) -> np.ndarray:
+    """The (T, T) matrix S with ``S @ x == gaussian_smooth(x, sd / bin_size, axis=0)`` for any
+    (T, ...) array x: `smooth_counts` as a product, so a minibatch can be smoothed when it is
+    used instead of keeping a smoothed copy of the whole dataset (memory that grows with the
+    file). Float64; the identity when `sd` is not positive."""
+    eye = np.eye(n_bins)
+    if sd is None or sd <= 0:
+        return eye
+    return gaussian_smooth(eye, sd / bin_size, axis=0)
+
+
 def smooth_counts(counts: np.ndarray, sd: float, bin_size: float) -> np.ndarray:
     """`gaussian_smooth` of (K, T, N) counts along time with a kernel sd in seconds; float32."""
     if sd is None or sd <= 0:

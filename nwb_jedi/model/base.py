@@ -510,6 +510,9 @@ class NeuronRNNEstimator(Estimator):
         device = next(self.module_.parameters()).device
         n_steps, n_units = train.n_bins, train.n_units
         targets = torch.as_tensor(self._targets(train), device=device)
+        smoother = self._target_smoother(train)
+        if smoother is not None:  # applied per minibatch: no smoothed copy of every trial
+            smoother = torch.as_tensor(smoother, dtype=targets.dtype, device=device)
         inputs = [torch.as_tensor(a, device=device) for a in self._trial_inputs(train)]
         mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
                                                               device=device)
@@ -524,7 +527,8 @@ class NeuronRNNEstimator(Estimator):
                     noise = noise[torch.as_tensor(local, device=device)]
             idx = torch.as_tensor(batch[local], device=device)
             chunk = [a[idx] for a in inputs]
-            loss = self._run_module(net, chunk, n_steps, noise, targets[idx], mask)
+            target = targets[idx] if smoother is None else torch.matmul(smoother, targets[idx])
+            loss = self._run_module(net, chunk, n_steps, noise, target, mask)
             return loss + self._penalty(chunk, n_steps, n_observed)
 
         val_loss = None
@@ -564,6 +568,11 @@ class NeuronRNNEstimator(Estimator):
         mean = self.module_.target_mean.cpu().numpy()
         std = self.module_.target_std.cpu().numpy()
         return ((rates - mean) / std).astype(np.float32)
+
+    def _target_smoother(self, ds: TrialDataset) -> np.ndarray | None:
+        """A (T, T) matrix applied to each minibatch's training targets along time (None:
+        the targets as they are)."""
+        return None
 
     def _output_to_rates(self, output: np.ndarray) -> np.ndarray:
         if self.observation == "poisson":

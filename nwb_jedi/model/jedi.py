@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nwb_jedi._runtime import threads_for_step_size
-from nwb_jedi.data.binning import smooth_counts
+from nwb_jedi.data.binning import smoothing_matrix
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.model.base import NeuronRNNEstimator
@@ -379,10 +379,10 @@ class JEDI(NeuronRNNEstimator):
                    "inputs": self.input_penalty}
         return self.module_.contexts.penalty(chunk[1], weights, n_steps * n_observed_units)
 
-    def _targets(self, ds: TrialDataset, training: bool = True) -> np.ndarray:
-        if self.observation == "poisson" and training and self.target_smooth > 0:
-            return smooth_counts(ds.counts, self.target_smooth, ds.bin_size)
-        return super()._targets(ds, training)
+    def _target_smoother(self, ds: TrialDataset) -> np.ndarray | None:
+        if self.observation == "poisson" and self.target_smooth > 0:
+            return smoothing_matrix(ds.n_bins, self.target_smooth, ds.bin_size)
+        return None
 
     def _unknown_condition_hint(self) -> str:
         return "fit embeddings for them first with model.infer_embeddings(dataset)"

@@ -14,6 +14,7 @@ from nwb_jedi.data.binning import (
     n_bins_for,
     resample_behavior,
     smooth_counts,
+    smoothing_matrix,
     windows_within,
 )
 
@@ -178,3 +179,13 @@ def test_smoothing_keeps_levels_and_interior_mass():
     impulse[0, 25, 0] = 1.0
     spread = smooth_counts(impulse, 0.02, 0.005)
     assert spread.sum() == pytest.approx(1.0, rel=1e-5) and spread.max() < 0.2
+
+
+@pytest.mark.parametrize("sd", [0.0, 0.004, 0.04, 0.5])
+def test_the_smoothing_matrix_is_the_smoother(sd):
+    """JEDI smooths each minibatch's targets with this matrix (no smoothed copy of the whole
+    dataset), so it must give what smooth_counts gives, edges included."""
+    counts = np.random.default_rng(3).poisson(2, size=(4, 37, 5)).astype(np.float64)
+    matrix = smoothing_matrix(37, sd, 0.01)
+    np.testing.assert_allclose(np.matmul(matrix, counts), smooth_counts(counts, sd, 0.01),
+                               rtol=1e-6, atol=1e-6)
