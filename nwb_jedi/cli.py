@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from importlib import import_module
 
 from nwb_jedi._version import __version__
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    default_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
@@ -80,6 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nwb-jedi: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """The package's own warnings as the CLI's one warning line (not Python's file:line and
+    source line); other libraries' warnings as Python prints them. Only the printed form
+    changes: code that records warnings (pytest.warns, catch_warnings) sees them as raised."""
+    if getattr(category, "__module__", "").startswith("nwb_jedi"):
+        return f"nwb-jedi: warning: {printable(str(message))}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
 
 
 def _silence_stdout() -> None:

@@ -193,3 +193,33 @@ def test_dir_lists_the_public_names():
     for name in ("JEDI", "ConditionMapper", "read_session", "write_results", "load_model",
                  "load_dataset", "TrialDataset", "analysis", "datasets", "__version__"):
         assert name in names, name
+
+
+def test_the_packages_warnings_print_as_one_line_from_the_real_cli(tmp_path):
+    """A DandiMetadataWarning (no subject age in the embedded data) reaches a user of the real
+    entry point as the CLI's one warning line, without Python's file:line and source line."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "nwb_jedi", "fit", "--out",
+                           str(tmp_path / "fit.nwb"), "--quiet", *TINY],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert any(line.startswith("nwb-jedi: warning: the source session's subject has no age")
+               for line in lines), lines
+    assert not any("DandiMetadataWarning:" in line or line.lstrip().startswith("write_results(")
+                   for line in lines), lines
+
+
+def test_other_libraries_warnings_keep_pythons_form():
+    from nwb_jedi.cli import _one_line_warning
+    from nwb_jedi.io.dandi_metadata import DandiMetadataWarning
+
+    ours = _one_line_warning(DandiMetadataWarning("no age\x1b[2J"), DandiMetadataWarning,
+                             "x.py", 3)
+    assert ours == "nwb-jedi: warning: no age\\x1b[2J\n"
+    theirs = _one_line_warning(UserWarning("careful"), UserWarning, "lib.py", 7, "")
+    assert theirs.startswith("lib.py:7: UserWarning: careful")
