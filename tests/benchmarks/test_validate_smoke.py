@@ -53,9 +53,25 @@ def test_all_sections_and_report(validate, tiny, tmp_path):
     assert list(results["memorypro_phases"]["phase"]) == ["stimulus", "delay", "response"]
     assert set(results["reaching_phases"]["phase"]) == {"early", "late"}
     report = validate.write_report(results, tiny, tmp_path, quick=True).read_text()
-    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 6  # 6 models x 1 seed
-    for heading in ("## 1. Synthetic", "## 2. Monkey PMd reaching", "## 3. Phases"):
+    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 7  # 7 models x 1 seed
+    assert "| NearestConditionPSTH | — |" in report  # a few-shot-only row is not dropped
+    for heading in ("## 1. Synthetic", "## 2. Monkey PMd reaching", "## 3. Phases",
+                    "## 4. Single trials"):
         assert heading in report
+    # Issue 12's single-trial goals: co-bps against the truth and the held-in baselines,
+    # fp-bps, decoding of the teacher's output, and the flat-fit check on the real fixture.
+    single = results["single"]["table"]
+    assert set(single["model"]) == {"JEDI", "JEDI, contexts of each test trial", "PSTHBaseline",
+                                    "truth", "SmoothingGLM", "PSTHResidualGLM",
+                                    "SmoothedSpikes"}
+    by_model = single.set_index("model")
+    for model in ("JEDI", "PSTHBaseline", "truth"):
+        assert np.isfinite(by_model.loc[model, ["bps", "co_bps", "fp_bps", "decode_r2"]]
+                           .astype(float)).all(), model
+    assert np.isfinite(by_model.loc["JEDI", "co_bps_per_trial"])
+    assert np.isfinite(by_model.loc["SmoothedSpikes", "decode_r2"])
+    assert list(results["single"]["fixture"]["seed"]) == list(tiny.fixture_seeds)
+    assert "of the gap" in report and "DANDI:000006 ALM unit" in report
     for png in ("synthetic_embeddings.png", "reaching_psth_jedi.png",
                 "memorypro_phase_eigenvalues.png", "reaching_phase_eigenvalues.png"):
         assert (tmp_path / png).stat().st_size > 1000
