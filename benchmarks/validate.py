@@ -377,9 +377,10 @@ def single_trial_seed(settings: Settings, seed: int) -> list[dict]:
     behavior = np.concatenate([train.ground_truth["trial_outputs"],
                                test.ground_truth["trial_outputs"]])
     is_test = np.r_[np.zeros(train.n_trials, bool), np.ones(test.n_trials, bool)]
+    jedi_train = model.predict_rates(train)  # training trials keep their fitted contexts
     decoded = evaluation.decoding(_both({
-        "JEDI": (model.predict_rates(train), rates["JEDI"]),
-        "JEDI, contexts of each test trial": (model.predict_rates(train), single),
+        "JEDI": (jedi_train, rates["JEDI"]),
+        "JEDI, contexts of each test trial": (jedi_train, single),
         "PSTHBaseline": (psth.predict_rates(train), rates["PSTHBaseline"]),
         "SmoothedSpikes": (evaluation.smoothed_spike_rates(train.counts, train.bin_size),
                            evaluation.smoothed_spike_rates(test.counts, test.bin_size)),
