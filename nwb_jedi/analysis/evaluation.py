@@ -64,11 +64,18 @@ def co_smoothing_bits_per_spike(model, ds, heldout: np.ndarray, *, per_trial: bo
     if heldout.shape != (ds.n_units,) or not heldout.any() or heldout.all():
         raise ValueError("heldout must be a boolean mask over the neurons with at least one "
                          "held-out and one held-in neuron")
+    known = _all_known(model, ds)
+    if known and not per_trial:
+        # Nothing to infer: the trained embeddings are kept, and the model predicts these
+        # trials as any new trial of a known condition (averaged over its trials' contexts,
+        # not the condition's bare network, which the centring makes a worse guess).
+        rates = model.predict_rates(ds)
+        return bits_per_spike(rates, ds.counts, ds.bin_size, units=heldout)
     # Conditions the model was trained on keep their trained embeddings (a few test trials'
     # held-in neurons would only make them noisier); new conditions are inferred.
     inferred = model.infer_embeddings(ds, per_trial=per_trial, unit_mask=~heldout,
                                       max_epochs=max_epochs,
-                                      refit_conditions=not _all_known(model, ds))
+                                      refit_conditions=not known)
     rates = inferred.predict_rates(ds)
     return bits_per_spike(rates, ds.counts, ds.bin_size, units=heldout)
 
@@ -88,8 +95,9 @@ def co_smoothing(model, test: TrialDataset, heldout: np.ndarray, *,
     trials' held-in neurons.
 
     - A model with a shared network (``infer_embeddings``: JEDI) infers the test trials'
-      embeddings from the held-in neurons only, per condition (``co_bps``) and per trial as
-      well (``co_bps_per_trial``).
+      embeddings of conditions it does not know from the held-in neurons only (``co_bps``;
+      known conditions keep their trained embeddings, so this is its prediction for new
+      trials), and each trial's own context from them as well (``co_bps_per_trial``).
     - A held-in GLM (`SmoothingGLM`, `PSTHResidualGLM`: ``heldout_``, fitted with the same
       `heldout` mask) predicts the held-out neurons from the test trials' held-in neurons
       (``co_bps``). `heldin_baselines` makes them.

@@ -37,6 +37,23 @@ def test_co_smoothing_infers_with_a_shared_network_and_predicts_otherwise(
                                                        test.bin_size, units=heldout))}
 
 
+def test_condition_level_co_smoothing_predicts_known_conditions_as_new_trials(
+        small_jedi, oscillation_dataset):
+    # Known conditions keep their trained embeddings, so the condition-level co-bps is the
+    # model's own prediction for new trials (averaged over its trials' contexts), not the
+    # bare condition network that the contexts were centred on.
+    test = oscillation_dataset.test
+    assert small_jedi.has_trial_contexts
+    heldout = metrics.heldout_unit_mask(test.n_units, 0.25, seed=0)
+    marginal = metrics.bits_per_spike(small_jedi.predict_rates(test), test.counts,
+                                      test.bin_size, units=heldout)
+    bare = small_jedi.infer_embeddings(test, unit_mask=~heldout, refit_conditions=False)
+    bare_score = metrics.bits_per_spike(bare.predict_rates(test), test.counts, test.bin_size,
+                                        units=heldout)
+    assert bare_score != pytest.approx(marginal, abs=1e-6)  # the two differ on this model
+    assert co_smoothing_bits_per_spike(small_jedi, test, heldout) == pytest.approx(marginal)
+
+
 # ---------------------------------------------------------------------- few-shot
 class _PerConditionSpy:
     """A stand-in estimator fitted per condition: records the trials it sees, predicts each
