@@ -501,7 +501,7 @@ class JEDI(NeuronRNNEstimator):
                          unit_mask: np.ndarray | None = None, max_epochs: int | None = None,
                          val: TrialDataset | None = None, observed_bins: int | None = None,
                          refit_conditions: bool = True, max_iters: int = 300,
-                         tol: float = 1e-5) -> JEDI:
+                         tol: float = 1e-5, start: str = "likeliest") -> JEDI:
         """Infer the embeddings of new data's conditions, and optionally its trials' contexts,
         with the network frozen.
 
@@ -511,7 +511,8 @@ class JEDI(NeuronRNNEstimator):
         maximum a posteriori estimate: the likelihood of the observed data plus the contexts'
         priors, optimized over all trials at once (Adam, full batch, no training noise) until
         it stops improving. Conditions the model knows start from their trained embeddings,
-        the others from the centre of the known ones.
+        the others from the known embedding under which their trials are likeliest, or from
+        the centre of the known ones (`start`).
 
         Parameters
         ----------
@@ -535,6 +536,12 @@ class JEDI(NeuronRNNEstimator):
             Most optimization steps.
         tol : float
             Stop when the objective improved by less than this fraction over 20 steps.
+        start : {"likeliest", "centre"}
+            Where a condition the model does not know starts: the known embedding whose
+            network gives its trials (their observed neurons and bins) the highest likelihood,
+            a screening of every known condition that keeps the optimization out of the basins
+            of wrong conditions (the default: it won on validation trials, see README), or the
+            centre of the known embeddings (the same neutral guess for all).
 
         Returns
         -------
@@ -554,8 +561,12 @@ class JEDI(NeuronRNNEstimator):
         if not 2 <= n_fit <= ds.n_bins:
             raise UserError(f"observed_bins must be between 2 and the trials' {ds.n_bins} "
                             f"bins, got {observed_bins!r}")
+        if start not in ("centre", "likeliest"):
+            raise UserError(f"start must be 'centre' or 'likeliest', got {start!r}")
         val = self._check_val(ds, val)
-        new = self._frozen_copy(ds, per_trial, refit_conditions)
+        starts = (self._likeliest_known(ds, unit_mask, n_fit) if start == "likeliest"
+                  else None)
+        new = self._frozen_copy(ds, per_trial, refit_conditions, starts)
         start = time.perf_counter()
         if refit_conditions and len(new.context_conditions_):
             # Conditions are fitted with their trials: centre as in training.
@@ -567,8 +578,32 @@ class JEDI(NeuronRNNEstimator):
         new.n_epochs_ = len(new.history_["epoch"])
         return new
 
-    def _frozen_copy(self, ds: TrialDataset, per_trial: bool, refit_conditions: bool) -> JEDI:
-        """A model of `ds`'s conditions (and trials) with this network, ready to infer."""
+    def _likeliest_known(self, ds: TrialDataset, unit_mask: np.ndarray | None,
+                         n_fit: int) -> np.ndarray:
+        """For each condition with trials in `ds` (in the order of the inferred model's
+        `conditions_`), the known condition (row of `conditions_`) whose network, without any trial's context, gives its trials' first
+        `n_fit` bins of the `unit_mask` neurons the highest likelihood."""
+        targets = self._targets(ds, training=False)[:, :n_fit]
+        mask = (np.ones(self.n_units_, dtype=bool) if unit_mask is None
+                else np.asarray(unit_mask, dtype=bool))
+        no_context = np.full(ds.n_trials, -1)
+        losses = np.empty((ds.n_trials, len(self.conditions_)))
+        for row in range(len(self.conditions_)):
+            output = self._forward_batches([np.full(ds.n_trials, row), no_context], n_fit)
+            if self.observation == "poisson":
+                per_bin = output - targets * np.log(output + 1e-8)
+            else:
+                per_bin = (output - targets) ** 2
+            losses[:, row] = per_bin[:, :, mask].sum(axis=(1, 2))
+        per_condition = np.zeros((len(ds.conditions), len(self.conditions_)))
+        np.add.at(per_condition, ds.condition, losses)
+        return per_condition[np.unique(ds.condition)].argmin(1)
+
+    def _frozen_copy(self, ds: TrialDataset, per_trial: bool, refit_conditions: bool,
+                     starts: np.ndarray | None = None) -> JEDI:
+        """A model of `ds`'s conditions (and trials) with this network, ready to infer;
+        unknown conditions start at the known rows `starts` (one per condition of `ds`), or
+        at the centre of the known embeddings."""
         new = JEDI(**self.get_params())
         if per_trial and not self.has_trial_contexts:
             new.trial_embeddings = True  # a context of its own for every trial
@@ -594,8 +629,12 @@ class JEDI(NeuronRNNEstimator):
             # Known conditions start where training left them; new ones at the centre of the
             # known ones (the most neutral guess, the same for all, so only data separate them).
             for row, label in enumerate(labels):
-                new.module_.embeddings[row] = (trained[known[label]] if label in known
-                                               else trained.mean(0))
+                if label in known:
+                    new.module_.embeddings[row] = trained[known[label]]
+                elif starts is not None:
+                    new.module_.embeddings[row] = trained[int(starts[row])]
+                else:
+                    new.module_.embeddings[row] = trained.mean(0)
         return new
 
     def _maximize_posterior(self, ds: TrialDataset, unit_mask: np.ndarray | None, n_fit: int,
@@ -615,7 +654,8 @@ class JEDI(NeuronRNNEstimator):
         if not params:
             return history
         device = next(module.parameters()).device
-        counts = torch.as_tensor(ds.counts[:, :n_fit], device=device)
+        # What the observation model scores: counts (Poisson) or normalized smoothed rates.
+        counts = torch.as_tensor(self._targets(ds, training=False)[:, :n_fit], device=device)
         inputs = [torch.as_tensor(a, device=device) for a in self._trial_inputs(ds)]
         mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
                                                               device=device)
@@ -623,7 +663,8 @@ class JEDI(NeuronRNNEstimator):
         optimizer = torch.optim.Adam(params, lr=self.embed_lr)
         best, best_state, start = math.inf, None, time.perf_counter()
         val_inputs = self._trial_inputs(val) if val is not None else None
-        val_counts = (torch.as_tensor(val.counts, device=device) if val is not None else None)
+        val_counts = (torch.as_tensor(self._targets(val, training=False), device=device)
+                      if val is not None else None)
         with threads_for_step_size(min(ds.n_trials, INFER_CHUNK) * self.n_units_):
             for step in range(max_iters):
                 optimizer.zero_grad(set_to_none=True)

@@ -131,7 +131,7 @@ def test_infer_embeddings_for_unseen_condition(ds):
         model.predict_rates(unseen)
     with pytest.raises(UserError, match="max_epochs must be a positive integer"):
         model.infer_embeddings(unseen.train, max_epochs=0)
-    new = model.infer_embeddings(unseen.train, max_epochs=40)
+    new = model.infer_embeddings(unseen.train, max_epochs=40, start="centre")
     assert new.embeddings_.shape == (1, 3)
     assert list(new.conditions_["label"]) == ["cond3"]
     # The network is frozen: identical weights, only embeddings moved.
@@ -142,9 +142,43 @@ def test_infer_embeddings_for_unseen_condition(ds):
     start = new.history_["train_loss"][0]
     assert min(new.history_["train_loss"]) < start
     # The inferred embedding explains the unseen condition better than its neutral start.
-    start_model = model.infer_embeddings(unseen.train, max_epochs=1)
+    start_model = model.infer_embeddings(unseen.train, max_epochs=1, start="centre")
     assert new.evaluate(unseen.test)["bits_per_spike"] > start_model.evaluate(unseen.test)[
         "bits_per_spike"]
+
+
+def test_likeliest_start_screens_the_known_conditions(ds):
+    # Trials of a known condition, relabelled as new: the likeliest start is the known
+    # embedding their data favour, which for a fitted model is their own condition's.
+    fitted = JEDI(**{**FAST, "max_epochs": 40}, seed=0).fit(ds.train, ds.val)
+    relabelled = TrialDataset(
+        counts=ds.counts, condition=ds.condition,
+        conditions=ds.conditions.assign(label=[f"new{i}" for i in range(len(ds.conditions))]),
+        trial_id=ds.trial_id, unit_id=ds.unit_id, time=ds.time, align_time=ds.align_time,
+        bin_size=ds.bin_size, split=ds.split)
+    starts = fitted._likeliest_known(relabelled, None, relabelled.n_bins)
+    assert list(starts) == list(range(len(ds.conditions)))
+    first_step = fitted.infer_embeddings(relabelled, start="likeliest", max_iters=1)
+    centre = fitted.infer_embeddings(relabelled, start="centre", max_iters=1)
+    assert first_step.history_["train_loss"][0] < centre.history_["train_loss"][0]
+    # One step of Adam moves each embedding by about the learning rate from its start.
+    np.testing.assert_allclose(first_step.embeddings_, fitted.embeddings_,
+                               atol=2 * fitted.embed_lr)
+    with pytest.raises(UserError, match="start must be"):
+        fitted.infer_embeddings(relabelled, start="nearest")
+
+
+def test_inference_of_a_gaussian_model_scores_what_it_was_fitted_to(ds):
+    # A Gaussian model is fitted to normalized smoothed rates; inference must score the same
+    # targets (not spike counts), so at the trained embeddings its objective is the model's
+    # own Gaussian loss of those trials.
+    model = JEDI(**FAST, observation="gaussian", trial_states=0, trial_inputs=0,
+                 seed=0).fit(ds.train, ds.val)
+    test = ds.test
+    inferred = model.infer_embeddings(test, max_iters=1)
+    output = model._forward_batches(model._trial_inputs(test), test.n_bins)
+    expected = np.mean((output - model._targets(test, training=False)) ** 2)
+    assert inferred.history_["train_loss"][0] == pytest.approx(expected, rel=1e-4)
 
 
 def test_gaussian_observation_and_trial_embeddings(ds):
