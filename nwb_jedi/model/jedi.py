@@ -581,8 +581,9 @@ class JEDI(NeuronRNNEstimator):
     def _likeliest_known(self, ds: TrialDataset, unit_mask: np.ndarray | None,
                          n_fit: int) -> np.ndarray:
         """For each condition with trials in `ds` (in the order of the inferred model's
-        `conditions_`), the known condition (row of `conditions_`) whose network, without any trial's context, gives its trials' first
-        `n_fit` bins of the `unit_mask` neurons the highest likelihood."""
+        `conditions_`), the known condition (row of `conditions_`) whose network, without
+        any trial's context, gives its trials' first `n_fit` bins of the `unit_mask` neurons
+        the highest likelihood."""
         targets = self._targets(ds, training=False)[:, :n_fit]
         mask = (np.ones(self.n_units_, dtype=bool) if unit_mask is None
                 else np.asarray(unit_mask, dtype=bool))
