@@ -156,12 +156,19 @@ def compare_fixed_points(model: JEDI, ds: TrialDataset, teacher, settings: Setti
     return table
 
 
-def classify_held_out(model: JEDI, test: TrialDataset, settings: Settings) -> dict:
-    """Condition (and task) of held-out trials from label-free per-trial embeddings."""
+def classify_held_out(model: JEDI, test: TrialDataset, settings: Settings,
+                      condition_rates: np.ndarray) -> dict:
+    """Condition (and task) of held-out trials from label-free per-trial embeddings; and, as
+    the ceiling of classifying single trials by likelihood, the same with the teacher's own
+    noiseless `condition_rates` (C, T, N) in place of JEDI's networks."""
     cls = evaluation.classify_trials(model, test, max_epochs=settings.infer_epochs,
                                      group_by="task")
-    return {"nearest_training": cls["nearest_training"], "per_task": cls["per_group"],
+    teacher = np.stack([metrics.poisson_log_likelihood(rates * test.bin_size, test.counts)
+                        .sum(axis=(1, 2)) for rates in condition_rates], axis=1)
+    return {"teacher_likeliest_condition": float(np.mean(teacher.argmax(1) == test.condition)),
+            "nearest_training": cls["nearest_training"], "per_task": cls["per_group"],
             "cv_centroid": cls["cv_centroid"], "chance": cls["chance"],
+            "likeliest_condition": cls["likeliest_condition"],
             "task_accuracy": cls["group_accuracy"], "embeddings": cls["embeddings"],
             "truth": cls["truth"]}
 
@@ -199,7 +206,7 @@ def run_synthetic(settings: Settings, out: Path) -> dict:
     result["r2_inferred_per_neuron"] = metrics.rate_r2(pred_trial, gt["trial_rates"])
     log(f"  held-out R² pooled {result['r2_pooled']:.3f}, per neuron "
         f"{result['r2_per_neuron']:.3f}")
-    result["classification"] = classify_held_out(model, test, settings)
+    result["classification"] = classify_held_out(model, test, settings, ds.ground_truth["rates"])
     log(f"  classification: nearest training embedding "
         f"{result['classification']['nearest_training']:.3f}, CV "
         f"{result['classification']['cv_centroid']:.3f}")
@@ -862,6 +869,10 @@ def write_report(results: dict, settings: Settings, out: Path, quick: bool = Fal
             "| same, per task | " + ", ".join(f"{t} {v:.3f}" for t, v in
                                               cls["per_task"].items()) + " |",
             f"| same, 5-fold CV nearest centroid among test trials | {cls['cv_centroid']:.3f} |",
+            f"| condition whose JEDI network explains the trial best (likelihood, no embedding "
+            f"inferred) | {cls['likeliest_condition']:.3f} |",
+            f"| same with the teacher's noiseless condition rates (the ceiling of classifying "
+            f"by likelihood) | {cls['teacher_likeliest_condition']:.3f} |",
             f"| task from per-trial embeddings | {cls['task_accuracy']:.3f} |",
             f"| Spearman(freq, max |Im λ| of J_c) | {_goal(sp['rho_max_imag'], 0.9)} |",
             f"| Spearman(freq, |Im λ| of J_c's largest-modulus λ) | "

@@ -439,6 +439,8 @@ def classify_trials(model, test: TrialDataset, *, max_epochs: int | None = None,
     network frozen (`trial_embeddings`: no condition information goes in). Each is classified
     (a) by the nearest *training* condition embedding (``model.embeddings_``), and (b) by
     cross-validated nearest centroid among the test trials themselves (`classify_embeddings`).
+    For reference, (c) classifies each trial without inferring an embedding: the training
+    condition whose network explains its spikes best (`condition_log_likelihoods`).
 
     Parameters
     ----------
@@ -457,7 +459,8 @@ def classify_trials(model, test: TrialDataset, *, max_epochs: int | None = None,
     Returns
     -------
     dict
-        ``nearest_training`` (accuracy of a), ``cv_centroid`` (accuracy of b), ``chance``
+        ``nearest_training`` (accuracy of a), ``cv_centroid`` (accuracy of b),
+        ``likeliest_condition`` (accuracy of c), ``chance``
         (1 / number of conditions), ``predicted`` (labels by a), ``truth`` (labels),
         ``embeddings`` (K, d); with `group_by` also ``per_group`` (group -> accuracy of a) and
         ``group_accuracy``.
@@ -466,9 +469,11 @@ def classify_trials(model, test: TrialDataset, *, max_epochs: int | None = None,
     truth = test.conditions["label"].astype(str).to_numpy()[test.condition]
     model_labels = model.conditions_["label"].astype(str).to_numpy()
     nearest = model_labels[nearest_embedding(x, model.embeddings_)]
+    likeliest = model_labels[model.condition_log_likelihoods(test).argmax(1)]
     folds = max(2, min(cv, int(test.trials_per_condition().max())))
     result = {"nearest_training": float(np.mean(nearest == truth)),
               "cv_centroid": classify_embeddings(x, truth, cv=folds)["accuracy"],
+              "likeliest_condition": float(np.mean(likeliest == truth)),
               "chance": 1 / test.n_conditions, "predicted": nearest, "truth": truth,
               "embeddings": x}
     if group_by is not None:

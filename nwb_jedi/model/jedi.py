@@ -578,27 +578,47 @@ class JEDI(NeuronRNNEstimator):
         new.n_epochs_ = len(new.history_["epoch"])
         return new
 
-    def _likeliest_known(self, ds: TrialDataset, unit_mask: np.ndarray | None,
-                         n_fit: int) -> np.ndarray:
-        """For each condition with trials in `ds` (in the order of the inferred model's
-        `conditions_`), the known condition (row of `conditions_`) whose network, without
-        any trial's context, gives its trials' first `n_fit` bins of the `unit_mask` neurons
-        the highest likelihood."""
+    def condition_log_likelihoods(self, ds: TrialDataset, *,
+                                  unit_mask: np.ndarray | None = None,
+                                  n_bins: int | None = None) -> np.ndarray:
+        """How well each known condition's network explains each trial: (K, C).
+
+        The log-likelihood of every trial of `ds` (its first `n_bins` bins, the `unit_mask`
+        neurons) under the network of every condition of `conditions_`, run from its initial
+        state without any trial's context; up to a constant per trial (Poisson: without
+        log k!; Gaussian: minus half the squared error of the normalized smoothed rates).
+        The condition labels of `ds` are not used, so it classifies trials by likelihood
+        (``conditions_["label"][result.argmax(1)]``).
+        """
+        self._check_fitted()
+        self.check_compatible(ds)
+        n_fit = ds.n_bins if n_bins is None else int(n_bins)
+        if not 1 <= n_fit <= ds.n_bins:
+            raise UserError(f"n_bins must be between 1 and the trials' {ds.n_bins} bins, got "
+                            f"{n_bins!r}")
         targets = self._targets(ds, training=False)[:, :n_fit]
         mask = (np.ones(self.n_units_, dtype=bool) if unit_mask is None
                 else np.asarray(unit_mask, dtype=bool))
         no_context = np.full(ds.n_trials, -1)
-        losses = np.empty((ds.n_trials, len(self.conditions_)))
+        out = np.empty((ds.n_trials, len(self.conditions_)))
         for row in range(len(self.conditions_)):
             output = self._forward_batches([np.full(ds.n_trials, row), no_context], n_fit)
             if self.observation == "poisson":
-                per_bin = output - targets * np.log(output + 1e-8)
+                per_bin = targets * np.log(output + 1e-8) - output
             else:
-                per_bin = (output - targets) ** 2
-            losses[:, row] = per_bin[:, :, mask].sum(axis=(1, 2))
+                per_bin = -0.5 * (output - targets) ** 2
+            out[:, row] = per_bin[:, :, mask].sum(axis=(1, 2))
+        return out
+
+    def _likeliest_known(self, ds: TrialDataset, unit_mask: np.ndarray | None,
+                         n_fit: int) -> np.ndarray:
+        """For each condition with trials in `ds` (in the order of the inferred model's
+        `conditions_`), the known condition (row of `conditions_`) under which its trials are
+        likeliest together (`condition_log_likelihoods` summed over its trials)."""
+        per_trial = self.condition_log_likelihoods(ds, unit_mask=unit_mask, n_bins=n_fit)
         per_condition = np.zeros((len(ds.conditions), len(self.conditions_)))
-        np.add.at(per_condition, ds.condition, losses)
-        return per_condition[np.unique(ds.condition)].argmin(1)
+        np.add.at(per_condition, ds.condition, per_trial)
+        return per_condition[np.unique(ds.condition)].argmax(1)
 
     def _frozen_copy(self, ds: TrialDataset, per_trial: bool, refit_conditions: bool,
                      starts: np.ndarray | None = None) -> JEDI:

@@ -167,6 +167,9 @@ def test_classify_trials_from_label_free_embeddings(small_jedi, oscillation_data
             nearest_embedding(result["embeddings"], small_jedi.embeddings_)])
     assert result["nearest_training"] == np.mean(result["predicted"] == result["truth"])
     assert 0 <= result["cv_centroid"] <= 1 and result["chance"] == 1 / 3
+    likeliest = small_jedi.condition_log_likelihoods(test).argmax(1)
+    assert result["likeliest_condition"] == pytest.approx(np.mean(
+        small_jedi.conditions_["label"].to_numpy()[likeliest] == result["truth"]))
     # Grouped by the condition itself, the group accuracy is the condition accuracy.
     assert set(result["per_group"]) == set(test.condition_labels)
     assert result["group_accuracy"] == result["nearest_training"]

@@ -156,6 +156,11 @@ def test_likeliest_start_screens_the_known_conditions(ds):
         conditions=ds.conditions.assign(label=[f"new{i}" for i in range(len(ds.conditions))]),
         trial_id=ds.trial_id, unit_id=ds.unit_id, time=ds.time, align_time=ds.align_time,
         bin_size=ds.bin_size, split=ds.split)
+    likelihoods = fitted.condition_log_likelihoods(relabelled)
+    assert likelihoods.shape == (ds.n_trials, len(ds.conditions))
+    # The labels are not used; the trials' own conditions explain most of them best.
+    np.testing.assert_array_equal(likelihoods, fitted.condition_log_likelihoods(ds))
+    assert np.mean(likelihoods.argmax(1) == ds.condition) >= 0.5  # chance 0.25
     starts = fitted._likeliest_known(relabelled, None, relabelled.n_bins)
     assert list(starts) == list(range(len(ds.conditions)))
     first_step = fitted.infer_embeddings(relabelled, start="likeliest", max_iters=1)
