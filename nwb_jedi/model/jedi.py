@@ -26,7 +26,7 @@ from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.data.binning import smoothing_matrix
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
-from nwb_jedi.model.base import NeuronRNNEstimator
+from nwb_jedi.model.base import NeuronRNNEstimator, present_conditions
 from nwb_jedi.model.contexts import TrialContexts, n_basis_for
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
 from nwb_jedi.model.rnn import Readout, simulate
@@ -564,17 +564,19 @@ class JEDI(NeuronRNNEstimator):
         if start not in ("centre", "likeliest"):
             raise UserError(f"start must be 'centre' or 'likeliest', got {start!r}")
         val = self._check_val(ds, val)
-        starts = (self._likeliest_known(ds, unit_mask, n_fit) if start == "likeliest"
-                  else None)
+        known = set(self.conditions_["label"].astype(str))
+        screen = start == "likeliest" and not set(present_conditions(ds)["label"].astype(str)
+                                                  ) <= known
+        starts = self._likeliest_known(ds, unit_mask, n_fit) if screen else None
         new = self._frozen_copy(ds, per_trial, refit_conditions, starts)
-        start = time.perf_counter()
+        began = time.perf_counter()
         if refit_conditions and len(new.context_conditions_):
             # Conditions are fitted with their trials: centre as in training.
             new.module_.contexts.center_on(torch.as_tensor(new.context_conditions_))
         new.history_ = new._maximize_posterior(ds, unit_mask, n_fit, refit_conditions,
                                                max_iters, tol, val)
         new.module_.contexts.fix_centering()
-        new.fit_seconds_ = time.perf_counter() - start
+        new.fit_seconds_ = time.perf_counter() - began
         new.n_epochs_ = len(new.history_["epoch"])
         return new
 
@@ -647,8 +649,9 @@ class JEDI(NeuronRNNEstimator):
         new.module_.load_state_dict(state, strict=False)
         with torch.no_grad():
             trained = self.module_.embeddings
-            # Known conditions start where training left them; new ones at the centre of the
-            # known ones (the most neutral guess, the same for all, so only data separate them).
+            # Known conditions start where training left them; new ones at the known
+            # embedding their trials favour, or at the centre of the known ones (the same
+            # neutral guess for all, so only the optimization separates them).
             for row, label in enumerate(labels):
                 if label in known:
                     new.module_.embeddings[row] = trained[known[label]]
@@ -676,7 +679,7 @@ class JEDI(NeuronRNNEstimator):
             return history
         device = next(module.parameters()).device
         # What the observation model scores: counts (Poisson) or normalized smoothed rates.
-        counts = torch.as_tensor(self._targets(ds, training=False)[:, :n_fit], device=device)
+        targets = torch.as_tensor(self._targets(ds, training=False)[:, :n_fit], device=device)
         inputs = [torch.as_tensor(a, device=device) for a in self._trial_inputs(ds)]
         mask = None if unit_mask is None else torch.as_tensor(unit_mask, dtype=torch.float32,
                                                               device=device)
@@ -684,8 +687,8 @@ class JEDI(NeuronRNNEstimator):
         optimizer = torch.optim.Adam(params, lr=self.embed_lr)
         best, best_state, start = math.inf, None, time.perf_counter()
         val_inputs = self._trial_inputs(val) if val is not None else None
-        val_counts = (torch.as_tensor(self._targets(val, training=False), device=device)
-                      if val is not None else None)
+        val_targets = (torch.as_tensor(self._targets(val, training=False), device=device)
+                       if val is not None else None)
         with threads_for_step_size(min(ds.n_trials, INFER_CHUNK) * self.n_units_):
             for step in range(max_iters):
                 optimizer.zero_grad(set_to_none=True)
@@ -694,7 +697,7 @@ class JEDI(NeuronRNNEstimator):
                     chunk = [a[lo:lo + INFER_CHUNK] for a in inputs]
                     share = len(chunk[0]) / ds.n_trials
                     loss = self._run_module(module, chunk, n_fit, None,
-                                            counts[lo:lo + INFER_CHUNK], mask)
+                                            targets[lo:lo + INFER_CHUNK], mask)
                     loss = (loss + self._penalty(chunk, n_fit, observed)) * share
                     loss.backward()
                     total += float(loss.detach())
@@ -702,7 +705,7 @@ class JEDI(NeuronRNNEstimator):
                 current_val = float("nan")
                 if val is not None:
                     with torch.no_grad():
-                        current_val = self._chunked_loss(val_inputs, val_counts, val.n_bins,
+                        current_val = self._chunked_loss(val_inputs, val_targets, val.n_bins,
                                                          mask)
                 history["epoch"].append(step + 1)
                 history["train_loss"].append(total)
