@@ -26,7 +26,8 @@ from nwb_jedi._runtime import threads_for_step_size
 from nwb_jedi.data.binning import smoothing_matrix
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
-from nwb_jedi.model.base import NeuronRNNEstimator, present_conditions
+from nwb_jedi.metrics import poisson_log_likelihood
+from nwb_jedi.model.base import NeuronRNNEstimator
 from nwb_jedi.model.contexts import TrialContexts, n_basis_for
 from nwb_jedi.model.hypernet import HyperNetwork, RNNWeights
 from nwb_jedi.model.rnn import Readout, simulate
@@ -564,11 +565,7 @@ class JEDI(NeuronRNNEstimator):
         if start not in ("centre", "likeliest"):
             raise UserError(f"start must be 'centre' or 'likeliest', got {start!r}")
         val = self._check_val(ds, val)
-        known = set(self.conditions_["label"].astype(str))
-        screen = start == "likeliest" and not set(present_conditions(ds)["label"].astype(str)
-                                                  ) <= known
-        starts = self._likeliest_known(ds, unit_mask, n_fit) if screen else None
-        new = self._frozen_copy(ds, per_trial, refit_conditions, starts)
+        new = self._frozen_copy(ds, per_trial, refit_conditions, start, unit_mask, n_fit)
         began = time.perf_counter()
         if refit_conditions and len(new.context_conditions_):
             # Conditions are fitted with their trials: centre as in training.
@@ -587,8 +584,9 @@ class JEDI(NeuronRNNEstimator):
 
         The log-likelihood of every trial of `ds` (its first `n_bins` bins, the `unit_mask`
         neurons) under the network of every condition of `conditions_`, run from its initial
-        state without any trial's context; up to a constant per trial (Poisson: without
-        log k!; Gaussian: minus half the squared error of the normalized smoothed rates).
+        state without any trial's context (Poisson: `nwb_jedi.metrics.poisson_log_likelihood`
+        of the counts; Gaussian: minus half the squared error of the normalized smoothed
+        rates, up to a constant).
         The condition labels of `ds` are not used, so it classifies trials by likelihood
         (``conditions_["label"][result.argmax(1)]``).
         """
@@ -606,7 +604,7 @@ class JEDI(NeuronRNNEstimator):
         for row in range(len(self.conditions_)):
             output = self._forward_batches([np.full(ds.n_trials, row), no_context], n_fit)
             if self.observation == "poisson":
-                per_bin = targets * np.log(output + 1e-8) - output
+                per_bin = poisson_log_likelihood(output, targets)
             else:
                 per_bin = -0.5 * (output - targets) ** 2
             out[:, row] = per_bin[:, :, mask].sum(axis=(1, 2))
@@ -623,10 +621,11 @@ class JEDI(NeuronRNNEstimator):
         return per_condition[np.unique(ds.condition)].argmax(1)
 
     def _frozen_copy(self, ds: TrialDataset, per_trial: bool, refit_conditions: bool,
-                     starts: np.ndarray | None = None) -> JEDI:
+                     start: str = "centre", unit_mask: np.ndarray | None = None,
+                     n_fit: int | None = None) -> JEDI:
         """A model of `ds`'s conditions (and trials) with this network, ready to infer;
-        unknown conditions start at the known rows `starts` (one per condition of `ds`), or
-        at the centre of the known embeddings."""
+        unknown conditions start as `start` says (see `infer_embeddings`), screened on the
+        `unit_mask` neurons of the first `n_fit` bins."""
         new = JEDI(**self.get_params())
         if per_trial and not self.has_trial_contexts:
             new.trial_embeddings = True  # a context of its own for every trial
@@ -642,6 +641,8 @@ class JEDI(NeuronRNNEstimator):
         if missing and not refit_conditions:
             raise UserError(f"{len(missing)} condition(s) of the data are unknown to the model "
                             f"({', '.join(missing[:5])}); infer with refit_conditions=True")
+        starts = (self._likeliest_known(ds, unit_mask, n_fit or ds.n_bins)
+                  if missing and start == "likeliest" else None)
         device = next(self.module_.parameters()).device
         new.module_ = new._new_module(self.n_units_).to(device)
         skip = ("embeddings", "contexts.offsets", "contexts.states", "contexts.inputs")
