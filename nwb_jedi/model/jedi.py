@@ -36,6 +36,10 @@ from nwb_jedi.model.rnn import step as rnn_step
 FORMAT_NAME = "nwb_jedi.JEDI"
 # Trials per forward pass when inferring contexts: bounds memory; the gradient is summed.
 INFER_CHUNK = 512
+# Inference lowers its rate by INFER_DECAY each time the objective stops improving, at most
+# INFER_DECAYS times, then stops.
+INFER_DECAY = 0.3
+INFER_DECAYS = 3
 
 
 class _JEDIModule(nn.Module):
@@ -510,8 +514,9 @@ class JEDI(NeuronRNNEstimator):
         modelled (co-smoothing: infer from held-in neurons; forward prediction: from the first
         part of each trial) and how generalization to unseen conditions is measured. It is a
         maximum a posteriori estimate: the likelihood of the observed data plus the contexts'
-        priors, optimized over all trials at once (Adam, full batch, no training noise) until
-        it stops improving. Conditions the model knows start from their trained embeddings,
+        priors, optimized over all trials at once (Adam, full batch, no training noise); each
+        time it stops improving the rate drops (×0.3, three times), and then it stops.
+        Conditions the model knows start from their trained embeddings,
         the others from the known embedding under which their trials are likeliest, or from
         the centre of the known ones (`start`).
 
@@ -536,7 +541,8 @@ class JEDI(NeuronRNNEstimator):
         max_iters : int
             Most optimization steps.
         tol : float
-            Stop when the objective improved by less than this fraction over 20 steps.
+            The objective has stopped improving when it improved by less than this fraction
+            over 20 steps.
         start : {"likeliest", "centre"}
             Where a condition the model does not know starts: the known embedding whose
             network gives its trials (their observed neurons and bins) the highest likelihood,
@@ -687,6 +693,7 @@ class JEDI(NeuronRNNEstimator):
         observed = self.n_units_ if unit_mask is None else int(np.sum(unit_mask))
         optimizer = torch.optim.Adam(params, lr=self.embed_lr)
         best, best_state, start = math.inf, None, time.perf_counter()
+        settling = _Settling(optimizer)
         val_inputs = self._trial_inputs(val) if val is not None else None
         val_targets = (torch.as_tensor(self._targets(val, training=False), device=device)
                        if val is not None else None)
@@ -711,18 +718,42 @@ class JEDI(NeuronRNNEstimator):
                 history["epoch"].append(step + 1)
                 history["train_loss"].append(total)
                 history["val_loss"].append(current_val)
-                history["lr_scale"].append(1.0)
+                history["lr_scale"].append(settling.scale)
                 history["seconds"].append(time.perf_counter() - start)
                 if val is not None and current_val < best:
                     best = current_val
                     best_state = copy.deepcopy(module.state_dict())
-                if _converged(history["train_loss"], tol):
+                if settling.finished(history["train_loss"], tol):
                     break
         if best_state is not None:
             module.load_state_dict(best_state)
         for p in module.parameters():
             p.requires_grad_(True)
         return history
+
+
+class _Settling:
+    """When full-batch inference stops: Adam at a constant rate hovers around the optimum (the
+    inputs' basis functions overlap, so their coefficients are ill-conditioned), so each time
+    the objective stalls the rates drop by INFER_DECAY, at most INFER_DECAYS times."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.scale, self.decays_left, self.since = 1.0, INFER_DECAYS, 0
+
+    def finished(self, losses: list[float], tol: float) -> bool:
+        """Whether to stop after these losses (lowering the rates when they stalled)."""
+        if not _converged(losses[self.since:], tol):
+            return False
+        if self.decays_left == 0:
+            return True
+        self.decays_left -= 1
+        self.scale *= INFER_DECAY
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = lr * self.scale
+        self.since = len(losses)
+        return False
 
 
 def _converged(losses: list[float], tol: float, window: int = 20) -> bool:

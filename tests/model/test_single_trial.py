@@ -101,6 +101,66 @@ def test_the_prior_does_not_depend_on_how_many_trials_are_inferred(with_contexts
     assert np.abs(a - b).max() < 0.01 * np.abs(a - c).max()
 
 
+def test_the_prior_weighs_against_each_trials_summed_likelihood(with_contexts, data):
+    """The inferred contexts are the maximum a posteriori estimate of
+    Σ_k [Σ_{t,n} log p(k_tn | c_k) − λ‖c_k‖²] over the observed bins and neurons: the gradient
+    of that objective vanishes at them, however many bins and neurons are observed (the
+    prior is not scaled by the trial's length or the number of neurons)."""
+    test = data.test
+    half = np.arange(data.n_units) % 2 == 0
+    for unit_mask, n_bins in ((None, test.n_bins), (half, 12)):
+        inferred = with_contexts.infer_embeddings(test, per_trial=True, refit_conditions=False,
+                                                  unit_mask=unit_mask, observed_bins=n_bins,
+                                                  max_iters=1500)
+        module, contexts = inferred.module_, inferred.module_.contexts
+        condition, index = (torch.as_tensor(a) for a in inferred._trial_inputs(test))
+        counts = torch.as_tensor(test.counts[:, :n_bins], dtype=torch.float32)
+        observed = torch.ones(data.n_units) if unit_mask is None else torch.as_tensor(
+            unit_mask, dtype=torch.float32)
+        expected = module(condition, n_bins, inferred.alpha_, index,
+                          knot_step=inferred.knot_step_)
+        nll = ((expected - counts * torch.log(expected)) * observed).sum()
+        prior = (inferred.trial_penalty * contexts.states.pow(2).sum()
+                 + inferred.input_penalty * contexts.inputs.pow(2).sum())
+        params = contexts.trainable()
+        likelihood_only = torch.autograd.grad(nll, params, retain_graph=True)
+        posterior = torch.autograd.grad(nll + prior, params)
+        norm = lambda grads: float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))  # noqa: E731
+        print("RATIO", norm(posterior) / norm(likelihood_only))
+        assert norm(posterior) < 0.2 * norm(likelihood_only), (unit_mask, n_bins)
+
+
+def test_training_fits_smoothed_counts_and_scores_raw_ones(data):
+    """With `target_smooth`, every training trial's targets are its counts smoothed along time
+    (a Gaussian of that many seconds); validation still scores the raw counts."""
+    from nwb_jedi.data.binning import smoothing_matrix
+
+    class Recording(JEDI):
+        def _run_module(self, net, chunk, n_steps, noise=None, target=None, unit_mask=None):
+            if target is not None:
+                seen["train" if torch.is_grad_enabled() else "val"].append(
+                    target.detach().numpy().copy())
+            return super()._run_module(net, chunk, n_steps, noise, target, unit_mask)
+
+    train, val = data.train, data.val
+    for width in (0.04, 0.0):
+        seen = {"train": [], "val": []}
+        Recording(**{**SMALL, "max_epochs": 1}, trial_states=0, trial_inputs=0,
+                  target_smooth=width).fit(train, val)
+        expected = train.counts.astype(np.float32)
+        if width:
+            expected = np.matmul(smoothing_matrix(train.n_bins, width, train.bin_size),
+                                 expected)
+        fitted = np.concatenate(seen["train"])
+        assert len(fitted) == train.n_trials
+        for target in fitted:  # minibatches come in a shuffled order
+            distance = np.abs(expected - target).max(axis=(1, 2))
+            assert distance.min() < 1e-5
+        np.testing.assert_array_equal(np.concatenate(seen["val"]), val.counts)
+    assert not np.allclose(expected, np.matmul(smoothing_matrix(train.n_bins, 0.04,
+                                                                train.bin_size), expected))
+
+
 def test_known_conditions_start_from_their_trained_embeddings(with_contexts, data):
     test = data.test
     kept = with_contexts.infer_embeddings(test, per_trial=True, refit_conditions=False,
