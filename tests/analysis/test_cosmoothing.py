@@ -48,3 +48,22 @@ def test_co_smoothing_never_looks_at_the_heldout_neurons(small_jedi, oscillation
     assert other != score
     with pytest.raises(ValueError):
         co_smoothing_bits_per_spike(small_jedi, test, np.zeros(test.n_units, bool))
+
+
+def test_co_smoothing_of_known_conditions_keeps_their_trained_embeddings(small_jedi,
+                                                                        oscillation_dataset):
+    """Single-trial co-smoothing infers the trials' contexts only: a few test trials' held-in
+    neurons do not re-fit the embeddings of conditions the model was trained on."""
+    test = oscillation_dataset.test
+    heldout = metrics.heldout_unit_mask(test.n_units, 0.25, seed=0)
+    score = co_smoothing_bits_per_spike(small_jedi, test, heldout, per_trial=True,
+                                        max_epochs=15)
+
+    def scored(refit: bool) -> float:
+        inferred = small_jedi.infer_embeddings(test, per_trial=True, unit_mask=~heldout,
+                                               max_epochs=15, refit_conditions=refit)
+        return metrics.bits_per_spike(inferred.predict_rates(test), test.counts,
+                                      test.bin_size, units=heldout)
+
+    assert score == pytest.approx(scored(False), rel=1e-6)
+    assert abs(score - scored(True)) > 1e-4

@@ -19,9 +19,10 @@ ALM = ["--condition-by", "type", "--align", "cue_start_time", "--align-reference
 
 def test_a_flat_fit_of_real_data_is_said_in_the_summary_show_and_python(dandi_000006,
                                                                          tmp_path, capsys):
-    """The real DANDI:000006 ALM unit, correct trials: with the package defaults, one of seeds
-    0-5 (seed 5) still ends with a model worse than the null (a one-neuron RNN relaxes
-    monotonically and cannot make the unit's transient), and every place says so."""
+    """The real DANDI:000006 ALM unit, correct trials: with `--patience 20` (the package
+    defaults otherwise), one of seeds 0-5 (seed 5) still ends with a model worse than the
+    null (a one-neuron RNN relaxes monotonically and cannot make the unit's transient), and
+    every place says so."""
     from nwb_jedi.errors import FitQualityWarning
     from nwb_jedi.io.load import load_dataset, load_model
     from nwb_jedi.model.results import compute_results

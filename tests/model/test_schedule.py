@@ -18,8 +18,10 @@ class Toy(torch.nn.Module):
         self.p = torch.nn.Parameter(torch.tensor([4.0]))
 
 
-def _fit(val_losses=None, spike_at=None, **kwargs):
-    """Fit p to 0 with a squared loss; the validation loss can be scripted per epoch."""
+def _fit(val_losses=None, spike_at=None, spike=float("nan"), **kwargs):
+    """Fit p to 0 with a squared loss; the validation loss can be scripted per epoch. At epoch
+    `spike_at` the training loss is `spike` (NaN: not finite; a number: added to the loss,
+    which leaves its gradient as it is)."""
     module = Toy()
     calls = {"epoch": 0, "batch": 0}
     n_items, batch_size = 8, 4
@@ -28,7 +30,9 @@ def _fit(val_losses=None, spike_at=None, **kwargs):
         calls["batch"] += 1
         epoch = (calls["batch"] - 1) // (n_items // batch_size)
         if spike_at is not None and epoch == spike_at:
-            return net.p.sum() * float("nan")
+            if math.isnan(spike):
+                return net.p.sum() * spike
+            return (net.p ** 2).sum() + spike
         return (net.p ** 2).sum()
 
     def val_loss():
@@ -76,6 +80,18 @@ def test_a_spike_restores_the_best_state_at_a_lower_rate_instead_of_ending_flat(
     p = float(module.p.detach())
     # 10 steps at 0.8 per step, then 20 at 0.9: p = 4 * 0.8^10 * 0.9^20
     assert p == pytest.approx(4 * 0.8 ** 10 * 0.9 ** 20, rel=1e-4)
+
+
+def test_a_finite_loss_that_undoes_the_progress_is_a_spike_too():
+    schedule = Schedule(patience=50, decay=0.5, n_decays=3, warmup=0, min_epochs=0)
+    module, history = _fit(spike_at=5, spike=100.0, schedule=schedule, max_epochs=16)
+    assert 100 < history["train_loss"][5] < 101
+    assert history["lr_scale"][6] == 0.5
+    # The epoch's own steps were undone: 10 steps at 0.8, then 20 at 0.9 (not 32 steps).
+    assert float(module.p.detach()) == pytest.approx(4 * 0.8 ** 10 * 0.9 ** 20, rel=1e-4)
+    # A loss that rises by less than the criterion is not a spike.
+    _, history = _fit(spike_at=5, spike=1e-9, schedule=schedule, max_epochs=16)
+    assert history["lr_scale"][6] == 1.0
 
 
 def test_the_moving_average_is_what_is_validated_and_kept():
