@@ -145,6 +145,27 @@ def heldin_baselines(heldout: np.ndarray, *, smooth_sd: float = 0.05,
             "PSTHResidualGLM": PSTHResidualGLM(heldout=heldout)}
 
 
+PSTH_WIDTHS = (0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.12, 0.16)
+
+
+def best_smoothed_psth(train: TrialDataset, val: TrialDataset,
+                       widths: Sequence[float] = PSTH_WIDTHS):
+    """The best smoothed PSTH: the `PSTHBaseline` of `train` whose Gaussian smoothing width
+    (s, one of `widths`) gives the `val` trials the most bits per spike.
+
+    The baseline a condition-level model has to beat, chosen without the scored trials (its
+    width is `smooth_sd` of the result).
+    """
+    from nwb_jedi.model.baselines import PSTHBaseline
+
+    if val is None or val.n_trials == 0:
+        raise UserError("choosing the PSTH's smoothing needs validation trials")
+    if not len(widths):
+        raise UserError("no smoothing widths to choose from")
+    scores = [PSTHBaseline(smooth_sd=float(w)).fit(train).score(val) for w in widths]
+    return PSTHBaseline(smooth_sd=float(widths[int(np.argmax(scores))])).fit(train)
+
+
 # ---------------------------------------------------------------------- forward prediction
 def first_bins(ds: TrialDataset, n_bins: int) -> TrialDataset:
     """The same trials cut to their first `n_bins` bins (what a forward predictor observes)."""

@@ -9,6 +9,7 @@ import pytest
 
 from nwb_jedi import metrics
 from nwb_jedi.analysis.evaluation import (
+    best_smoothed_psth,
     co_smoothing,
     decoding,
     few_shot,
@@ -53,6 +54,19 @@ def st():
 @pytest.fixture(scope="module")
 def heldout(st):
     return metrics.heldout_unit_mask(st.n_units, 0.25, seed=1)
+
+
+def test_the_best_smoothed_psth_is_chosen_on_validation_trials(st):
+    widths = (0.0, 0.02, 0.08, 0.3)
+    best = best_smoothed_psth(st.train, st.val, widths)
+    on_val = {w: PSTHBaseline(smooth_sd=w).fit(st.train).score(st.val) for w in widths}
+    assert best.smooth_sd == max(on_val, key=on_val.get)
+    np.testing.assert_array_equal(best.psth_, PSTHBaseline(smooth_sd=best.smooth_sd)
+                                  .fit(st.train).psth_)
+    # Only one of the widths wins over the others on these data (the choice matters).
+    assert len(set(np.round(list(on_val.values()), 6))) == len(widths)
+    with pytest.raises(UserError, match="validation trials"):
+        best_smoothed_psth(st.train, None)
 
 
 # ---------------------------------------------------------------------- co-smoothing

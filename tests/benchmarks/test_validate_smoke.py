@@ -44,7 +44,7 @@ def test_all_sections_and_report(validate, tiny, tmp_path):
     # few-shot the nearest training condition's PSTH.
     glms = {"SmoothingGLM", "PSTHResidualGLM"}
     assert set(table["model"]) == {"JEDI", "PerConditionRNN", "SharedRNN", "PSTHBaseline",
-                                   *glms}
+                                   validate.BEST_PSTH, *glms}
     assert table.loc[~table["model"].isin(glms), "bps"].notna().all()
     assert table["co_bps"].notna().all()
     assert set(results["reaching"]["fewshot"]["model"]) == {"JEDI", "PerConditionRNN",
@@ -53,17 +53,28 @@ def test_all_sections_and_report(validate, tiny, tmp_path):
     assert list(results["memorypro_phases"]["phase"]) == ["stimulus", "delay", "response"]
     assert set(results["reaching_phases"]["phase"]) == {"early", "late"}
     report = validate.write_report(results, tiny, tmp_path, quick=True).read_text()
-    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 7  # 7 models x 1 seed
+    assert len(pd.read_csv(tmp_path / "reaching_seeds.csv")) == 8  # 8 models x 1 seed
     assert "| NearestConditionPSTH | — |" in report  # a few-shot-only row is not dropped
     for heading in ("## 1. Synthetic", "## 2. Monkey PMd reaching", "## 3. Phases",
-                    "## 4. Single trials"):
+                    "## 4. Single trials", "## Flat fits"):
         assert heading in report
+    # Issue 12's goals on the PMd data, from paired per-seed differences.
+    paired = validate.reaching_paired(table)
+    jedi = table.set_index("model")
+    residual = paired.set_index("comparison").loc["co_bps_per_trial: JEDI − PSTHResidualGLM"]
+    difference = (jedi.loc["JEDI", "co_bps_per_trial"]
+                  - jedi.loc["PSTHResidualGLM", "co_bps"])
+    assert residual["per seed"] == f"{difference:+.3f}"
+    assert "| co_bps_per_trial: JEDI − SmoothingGLM |" in report
+    assert "co-bps above the PSTHs, the smoothing GLM and the residual GLM" in report
+    n_fits = 1 + 1 + 1  # sections 1, 2 and 4 with one seed each
+    assert f"{n_fits} fits, " in report
     # Issue 12's single-trial goals: co-bps against the truth and the held-in baselines,
     # fp-bps, decoding of the teacher's output, and the flat-fit check on the real fixture.
     single = results["single"]["table"]
     assert set(single["model"]) == {"JEDI", "JEDI, contexts of each test trial", "PSTHBaseline",
-                                    "truth", "SmoothingGLM", "PSTHResidualGLM",
-                                    "SmoothedSpikes"}
+                                    validate.BEST_PSTH, "truth", "SmoothingGLM",
+                                    "PSTHResidualGLM", "SmoothedSpikes"}
     by_model = single.set_index("model")
     for model in ("JEDI", "PSTHBaseline", "truth"):
         assert np.isfinite(by_model.loc[model, ["bps", "co_bps", "fp_bps", "decode_r2"]]
