@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from nwb_jedi._limits import format_bytes, max_array_bytes
+from nwb_jedi.errors import UserError
+
 
 @dataclass
 class RNNWeights:
@@ -57,6 +60,22 @@ class RNNWeights:
         return torch.bmm(self.M, self.U.transpose(1, 2)) / self.n_units
 
 
+def _check_size(embed_dim: int, hidden: int, n_outputs: int) -> None:
+    """Refuse a hypernetwork whose parameters would not fit the memory bound, before
+    allocating it (its output layer alone is hidden x outputs)."""
+    n_params = (embed_dim + 1) * hidden + (hidden + 1) * hidden + (hidden + 1) * n_outputs
+    size = 4 * n_params
+    try:
+        limit = max_array_bytes()
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if size > limit:
+        raise UserError(f"the hypernetwork would hold {n_params:.3g} parameters "
+                        f"({format_bytes(size)}, float32), more than the {format_bytes(limit)} "
+                        f"allowed; lower --hidden (now {hidden}), --rank or --embed-dim, or "
+                        f"raise NWB_JEDI_MAX_ARRAY_GB")
+
+
 class HyperNetwork(nn.Module):
     """MLP ``d → H → H → P`` (ELU) mapping embeddings to RNN weights.
 
@@ -80,6 +99,7 @@ class HyperNetwork(nn.Module):
         n = n_units
         self.sizes = ({"M": n * rank, "U": n * rank} if rank is not None else {"J": n * n})
         self.sizes.update({"b": n, "x0": n})
+        _check_size(embed_dim, hidden, sum(self.sizes.values()))
         self.layers = nn.Sequential(
             nn.Linear(embed_dim, hidden), nn.ELU(),
             nn.Linear(hidden, hidden), nn.ELU(),

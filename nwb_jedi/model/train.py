@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -71,17 +70,20 @@ class Checkpoint:
         if not (self.resume and os.path.exists(self.path)):
             return None
         # weights_only: tensors, numbers, strings and containers only; nothing is executed.
+        damaged = (f"the checkpoint {self.path} is damaged or not a nwb_jedi checkpoint; "
+                   f"remove it or choose another --checkpoint directory")
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as err:
-            raise UserError(f"the checkpoint {self.path} is damaged or not a nwb_jedi checkpoint "
-                            f"({type(err).__name__}); remove it or choose another --checkpoint "
-                            f"directory") from None
+        except Exception:  # noqa: BLE001 - whatever the unpickler makes of damaged bytes
+            raise UserError(damaged) from None
         if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             raise UserError(f"the checkpoint in {self.directory} belongs to a different fit "
                             f"(other data or settings); remove it or choose another "
                             f"--checkpoint directory")
-        self.loaded_epoch = int(state["epoch"])
+        try:
+            self.loaded_epoch = int(state["epoch"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(damaged) from None
         return state
 
 

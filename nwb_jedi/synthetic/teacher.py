@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nwb_jedi._limits import format_bytes, max_array_bytes
 from nwb_jedi.errors import UserError
 from nwb_jedi.synthetic.cache import save_npz_atomic, teacher_cache_dir
 from nwb_jedi.synthetic.tasks import MultiTask
@@ -216,6 +217,20 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
+def _check_teacher_size(n_units: int) -> None:
+    """Refuse a teacher whose N x N connectivity would not fit the memory bound."""
+    size = 4 * int(n_units) ** 2
+    try:
+        limit = max_array_bytes()
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if size > limit:
+        raise UserError(f"a teacher of {n_units} units needs a {n_units} x {n_units} "
+                        f"connectivity ({format_bytes(size)}, float32), more than the "
+                        f"{format_bytes(limit)} allowed; simulate fewer units (--units) or raise "
+                        f"NWB_JEDI_MAX_ARRAY_GB")
+
+
 def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int = 5,
                   g: float = 1.8, tau: float = 0.05, dt: float = 0.01, lr: float = 0.03,
                   max_iters: int = 2000, loss_threshold: float = 0.02,
@@ -249,9 +264,12 @@ def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int 
         With ``info["final_loss"]`` (loss of noiseless condition trials after training),
         ``info["performance"]`` (fraction solved per task) and ``info["converged"]``.
     """
-    if n_units < 2 or rank < 1 or rank > n_units:
-        raise UserError(f"a teacher needs n_units >= 2 and 1 <= rank <= n_units, got "
-                        f"n_units={n_units}, rank={rank}")
+    if rank < 1:
+        raise UserError(f"a teacher's trained part needs a rank of at least 1, got {rank}")
+    if n_units < max(2, rank):
+        raise UserError(f"a teacher with a rank-{rank} trained part needs at least "
+                        f"{max(2, rank)} units, got {n_units}; simulate more units (--units)")
+    _check_teacher_size(n_units)
     config = _teacher_config(tasks, n_units, seed, rank, g, tau, dt, lr, max_iters,
                              loss_threshold, train_noise, batch_repeats)
     mt = MultiTask(tasks)

@@ -103,6 +103,7 @@ def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, caps
     (["--out", "{tmp}"], "is a directory; give a file name"),
     (["--out", "/no/such/dir/fit.nwb"], "the directory of --out (/no/such/dir) does not exist"),
     (["--tau-ms", "5"], "tau (5 ms) must be at least the bin width (20 ms)"),
+    (["--hidden", "100000000"], "lower --hidden (now 100000000), --rank or --embed-dim"),
 ])
 def test_user_errors_print_one_line_and_exit_2(args, message, mc_maze_nwb, tmp_path, capsys):
     existing = tmp_path / "existing.nwb"

@@ -98,6 +98,9 @@ def test_simulate_summary_and_fit_then_analyze(simulated, teacher_cache, tmp_pat
     (["simulate", "--tasks", "sine,juggle", "--out", "{new}"], "unknown task(s) juggle"),
     (["simulate", "--out", "{existing}"], "already exists; pass --overwrite"),
     (["simulate", "--units", "1", "--out", "{new}"], "--units must be at least 2"),
+    (["simulate", "--units", "3", "--out", "{new}"], "needs at least 5 units, got 3; simulate "
+                                                      "more units (--units)"),
+    (["simulate", "--units", "1000000", "--out", "{new}"], "simulate fewer units (--units)"),
     (["simulate", "--tasks", "sine"], "the following arguments are required: --out"),
     (["analyze", "{new}"], "no such file"),
     (["analyze", "{existing}"], "not a readable HDF5/NWB file"),

@@ -71,3 +71,13 @@ def test_resume_may_train_longer_and_a_damaged_checkpoint_is_a_clear_error(tmp_p
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="damaged"):
         JEDI(**PARAMS).fit(ds.train, checkpoint_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("content", [b"junk\n", b"PK\x03\x04" + bytes(60), b""])
+def test_any_damaged_checkpoint_is_a_clear_error(tmp_path, content):
+    """Whatever the bytes (text, a broken zip header, nothing), resuming says the checkpoint is
+    damaged; before, some of them escaped torch.load as a KeyError."""
+    ds = rotation_dataset()
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(UserError, match="damaged or not a nwb_jedi checkpoint"):
+        JEDI(**PARAMS).fit(ds.train, checkpoint_dir=tmp_path, resume=True)

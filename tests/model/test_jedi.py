@@ -213,6 +213,7 @@ def test_full_rank_ablation(ds):
     (dict(rank=50), "exceeds the number of neurons"),
     (dict(tau=0.005), "tau .5 ms. must be at least the bin width .20 ms."),
     (dict(patience=0), "patience"),
+    (dict(hidden=10**8), "the hypernetwork would hold 1e\\+16 parameters"),
 ])
 def test_bad_hyperparameters(ds, params, message):
     with pytest.raises(UserError, match=message):
