@@ -27,3 +27,8 @@ class FitQualityWarning(UserWarning):
     The message is one line: what is wrong, the likely cause and what to try
     (`nwb_jedi.model.quality`).
     """
+
+
+class DataWarning(UserWarning):
+    """Input that works but is probably not what was intended (the message says why and what
+    to change); the CLI prints it as one warning line."""

@@ -11,6 +11,7 @@ returns the lines to print).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,9 @@ class FitExtras:
         if args.decode_lag_ms is not None:
             if not args.decode:
                 raise UserError("--decode-lag-ms needs --decode SERIES")
+            if not math.isfinite(args.decode_lag_ms):
+                raise UserError(f"--decode-lag-ms must be a number of milliseconds, got "
+                                f"{args.decode_lag_ms}")
             extras.decode_lag = args.decode_lag_ms / 1000.0
         if args.nlb_dataset and not args.nlb:
             raise UserError("--nlb-dataset needs --nlb FILE")
@@ -105,6 +109,13 @@ class FitExtras:
         if self.decode and self.decode not in session.behavior:
             raise UserError(f"no behavior series named {self.decode!r} in the file; run "
                             f"`nwb-jedi info SOURCE` to list them")
+        window = ds.n_bins * ds.bin_size
+        if self.decode_lag is not None and abs(self.decode_lag) >= window - 1e-9:
+            # The behavior would be read from outside the trial's own window: another trial's
+            # or none, never what these rates drive.
+            raise UserError(f"--decode-lag-ms {self.decode_lag * 1e3:g} is not shorter than the "
+                            f"trials' {window * 1e3:g} ms window; use a lag of a few tens of ms "
+                            f"(NLB's are 40 to 120 ms)")
         self.dataset = nlb.nlb_dataset(self.nlb_name) if self.nlb_name else \
             nlb.identify(session.source)
         if self.nlb_path:

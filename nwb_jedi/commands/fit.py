@@ -170,7 +170,18 @@ def _read_data(args: argparse.Namespace, source: str, say, extras, *, progress: 
     mapper = ConditionMapper(**kwargs, seed=seed, verbose=not quiet)
     ds = extras.prepare(session, mapper.build(session), seed, say)
     say(f"data: {ds}")
+    _check_splits(ds)
     return session, ds
+
+
+def _check_splits(ds) -> None:
+    """A fit is scored on its held-out (test) trials: refuse data too few to have any."""
+    counts = {name: int((ds.split == name).sum()) for name in ("train", "val", "test")}
+    if counts["train"] and counts["test"]:
+        return
+    raise UserError(f"{ds.n_trials} trial(s) are too few to fit and score a model (train "
+                    f"{counts['train']}, validation {counts['val']}, test {counts['test']}); "
+                    f"keep more trials (loosen --trial-filter, or fit a longer session)")
 
 
 def _series_to_read(binned, extras) -> bool | list[str]:

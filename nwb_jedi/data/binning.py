@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nwb_jedi._limits import format_bytes, max_array_bytes
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import DataWarning, UserError
 
 if TYPE_CHECKING:
     from nwb_jedi.data.session import Session
@@ -315,4 +315,4 @@ def warn_off_grid_bins(bin_size: float, resolution: float | None) -> None:
                   f"{resolution * 1e3:g} ms resolution, so consecutive bins can hold {low} or "
                   f"{high} possible spike times: the counts alternate ({factor}) for no "
                   f"biological reason; use a multiple of {resolution * 1e3:g} ms (--bin-ms "
-                  f"{shown})", UserWarning, stacklevel=3)
+                  f"{shown})", DataWarning, stacklevel=3)

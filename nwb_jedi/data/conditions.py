@@ -64,7 +64,7 @@ from nwb_jedi.data.mapper_settings import (
 )
 from nwb_jedi.data.provenance import MapperReport, Provenance
 from nwb_jedi.data.session import Session
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import DataWarning, UserError
 
 logger = logging.getLogger("nwb_jedi")
 
@@ -277,6 +277,7 @@ class ConditionMapper:
                 ok[idx] &= windows_within(win_start[idx], win_stop[idx],
                                           session.obs_intervals[u])
             selection.drop(ok, "window outside obs_intervals")
+        _warn_windows_beyond_trials(selection, win_start, win_stop)
 
     def _window_hint(self, selection: _Selection, inside: np.ndarray) -> str:
         """When no window fits the recording: say if the events look relative to trial start."""
@@ -433,6 +434,34 @@ class ConditionMapper:
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _warn_windows_beyond_trials(selection: _Selection, win_start: np.ndarray,
+                                win_stop: np.ndarray) -> None:
+    """Warn when kept trials' windows overlap each other (their spikes are counted twice) or
+    run past their trials' stop_time (their last bins are not the trial)."""
+    idx = np.flatnonzero(selection.keep)
+    if not len(idx):
+        return
+    order = idx[np.argsort(win_start[idx], kind="stable")]
+    overlapping = int(np.sum(win_stop[order][:-1] > win_start[order][1:] + EDGE_TOLERANCE))
+    length = win_stop[idx[0]] - win_start[idx[0]]
+    if overlapping:
+        warnings.warn(f"{overlapping} of {len(idx)} trials' windows overlap the next trial's "
+                      f"window ({length:g} s long), so the same spikes are counted in both; "
+                      f"shorten --window", DataWarning, stacklevel=3)
+        return
+    trials = selection.trials
+    if "stop_time" not in trials:
+        return
+    stop = trials["stop_time"].to_numpy(dtype=float)[idx]
+    beyond = win_stop[idx] - stop
+    late = np.isfinite(beyond) & (beyond > EDGE_TOLERANCE)
+    if late.any():
+        warnings.warn(f"{int(late.sum())} of {len(idx)} trials' windows end after their "
+                      f"trial's stop_time (by up to {np.max(beyond[late]):.3g} s), so their last "
+                      f"bins hold spikes from between trials; shorten --window if that is not "
+                      f"intended", DataWarning, stacklevel=3)
+
+
 def _report_duplicate_ids(trials: pd.DataFrame, report: MapperReport) -> None:
     """Count (and warn about) trials whose id another trial also has.
 
@@ -447,7 +476,7 @@ def _report_duplicate_ids(trials: pd.DataFrame, report: MapperReport) -> None:
                       f"with another trial (ids {shown}{', ...' if duplicated.sum() > 5 else ''});"
                       f" they are kept apart by their position, but the trial ids in the "
                       f"outputs are ambiguous: give the trials table unique ids",
-                      UserWarning, stacklevel=4)
+                      DataWarning, stacklevel=4)
 
 
 def _query_mask(query: str, table: pd.DataFrame, setting: str, what: str) -> np.ndarray:

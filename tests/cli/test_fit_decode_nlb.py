@@ -105,9 +105,14 @@ def test_nlb_refuses_what_the_benchmark_cannot_score(mc_maze_nwb, tmp_path, caps
         (["--preset", "mc_maze", "--nlb-dataset", "mc_maze"], "--nlb-dataset needs --nlb"),
         (["--preset", "mc_maze", "--decode-lag-ms", "100"], "--decode-lag-ms needs --decode"),
         (["--preset", "mc_maze", "--decode", "joint_angles"], "no behavior series named"),
-        # A lag that puts every bin past the recording: nothing to decode, said in one line.
+        # A lag beyond the trial's window reads another trial's behavior, or none: refused
+        # before the fit.
         (["--preset", "mc_maze", "--decode", "hand_vel", "--decode-lag-ms", "1e6"],
-         "cannot decode hand_vel"),
+         "--decode-lag-ms 1e+06 is not shorter than the trials' 700 ms window"),
+        (["--preset", "mc_maze", "--decode", "hand_vel", "--decode-lag-ms", "700"],
+         "--decode-lag-ms 700 is not shorter than the trials' 700 ms window"),
+        (["--preset", "mc_maze", "--decode", "hand_vel", "--decode-lag-ms", "nan"],
+         "--decode-lag-ms must be a number of milliseconds, got nan"),
     ]
     for extra, message in cases:
         rc, _, err = run_cli([*base, *extra], capsys)

@@ -208,3 +208,24 @@ def test_bins_off_the_spike_time_grid_warn_with_the_fix(resolution):
         warnings.simplefilter("error")
         ConditionMapper(by="target", align="go_time", window=(0.0, 0.5), bin_size=0.002,
                         verbose=False).build(session)
+
+
+# ------------------------------------------------------------------ windows beyond the trials
+@pytest.mark.parametrize("window,message", [
+    ((-0.5, 1.6), r"39 of 40 trials' windows overlap the next trial's window \(2.1 s long\), "
+                  r"so the same spikes are counted in both; shorten --window"),
+    ((0.0, 1.0), r"40 of 40 trials' windows end after their trial's stop_time \(by up to 0.2 "
+                 r"s\)"),
+])
+def test_windows_beyond_their_trials_warn(window, message):
+    from nwb_jedi.errors import DataWarning
+
+    session = _grid_session(0.001)  # trials 1.8 s long, every 2 s; go 1 s after the start
+    mapper = ConditionMapper(by="target", align="go_time", window=window, bin_size=0.002,
+                             verbose=False)
+    with pytest.warns(DataWarning, match=message):
+        mapper.build(session)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a window inside its trial says nothing
+        ConditionMapper(by="target", align="go_time", window=(-0.5, 0.8), bin_size=0.002,
+                        verbose=False).build(session)
