@@ -42,7 +42,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             subparsers.add_parser(name, help=module.HELP)
     # Every command reports a bad argument in one line (and takes negative windows), the same
     # way, whichever module registered it.
-    make_friendly(parser)
+    # Unknown options reach the main parser: point to the named command's help.
+    make_friendly(parser, help_command=f"nwb-jedi {command}" if command else None)
     for sub in subparsers.choices.values():
         make_friendly(sub)
     return parser

@@ -23,17 +23,19 @@ _NEGATIVE_VALUES = re.compile(r"^-\d*\.?\d+(e-?\d+)?(,-?\d*\.?\d+(e-?\d+)?)*$")
 LOG_PROGRESS_INTERVAL_S = 30
 
 
-def make_friendly(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def make_friendly(parser: argparse.ArgumentParser,
+                  help_command: str | None = None) -> argparse.ArgumentParser:
     """Make a subcommand parser report bad arguments in one line and accept negative windows.
 
     argparse prints the whole usage before its error message; a user needs the one line that
-    names the problem, plus where to read more.
+    names the problem, plus where to read more (`help_command`'s help; default the parser's).
     """
     if hasattr(parser, "_negative_number_matcher"):
         parser._negative_number_matcher = _NEGATIVE_VALUES
+    where = help_command or parser.prog
 
     def error(message: str) -> NoReturn:
-        print(f"{parser.prog}: error: {message}; see `{parser.prog} --help`", file=sys.stderr)
+        print(f"{parser.prog}: error: {message}; see `{where} --help`", file=sys.stderr)
         sys.exit(2)
 
     parser.error = error  # type: ignore[method-assign]
@@ -326,6 +328,9 @@ def parse_window(text: str) -> tuple[float, float]:
     except ValueError:
         raise UserError(f"--window must be START,STOP in seconds (e.g. -0.25,0.45), got "
                         f"{text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise UserError(f"--window must be two finite numbers of seconds (e.g. -0.25,0.45), got "
+                        f"{text!r}")
     if not stop > start:
         raise UserError(f"--window stop must be after start, got {text!r}")
     return start, stop

@@ -24,6 +24,7 @@ from nwb_jedi.commands._options import (
     progress_enabled,
 )
 from nwb_jedi.commands._sharing import add_sharing_options, sharing_kwargs
+from nwb_jedi.commands._text import counted
 from nwb_jedi.errors import UserError
 
 EXAMPLES = """examples:
@@ -214,8 +215,9 @@ def _print_summary(model, ds, results, out: str, seconds: float,
     test = results.metrics["test"]
     resumed = (f", resumed at epoch {model.resumed_from_epoch_}"
                if model.resumed_from_epoch_ else "")
-    print(f"fitted JEDI on {ds.n_trials} trials, {ds.n_conditions} conditions, "
-          f"{ds.n_units} neurons in {model.n_epochs_} epochs{resumed} ({seconds:.0f} s)")
+    print(f"fitted JEDI on {counted(ds.n_trials, 'trial')}, "
+          f"{counted(ds.n_conditions, 'condition')}, {counted(ds.n_units, 'neuron')} in "
+          f"{counted(model.n_epochs_, 'epoch')}{resumed} ({seconds:.0f} s)")
     print(f"conditions: {_short_list(list(ds.conditions['label']))}")
     baseline = (f" (smoothed PSTH of the training trials: {test[BASELINE]:.3f})"
                 if BASELINE in test else "")

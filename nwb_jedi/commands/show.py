@@ -6,6 +6,7 @@ import argparse
 import json
 
 from nwb_jedi.commands._text import printable, printable_lines, printable_table
+from nwb_jedi.errors import UserError
 
 HELP = "summarize a JEDI model stored in an NWB file"
 
@@ -37,6 +38,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from nwb_jedi.io.load import read_summary  # h5py only: show never imports torch
 
+    if args.max_rows < 1:
+        raise UserError(f"--max-rows must be a positive integer, got {args.max_rows}")
     print(printable_lines(format_summary(
         read_summary(args.file, args.module_name, cache_dir=args.cache_dir), args.max_rows)))
     return 0

@@ -57,7 +57,7 @@ def test_fit_real_dandi_000006_with_event_times_relative_to_trial_start(tmp_path
     rc, stdout, err = run_cli([*base, "--align-reference", "start_time", "--out",
                                str(tmp_path / "b.nwb")], capsys)
     assert rc == 0, err
-    assert "2 conditions, 1 neurons" in stdout and "lick left, lick right" in stdout
+    assert "2 conditions, 1 neuron in" in stdout and "lick left, lick right" in stdout
 
 
 def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, capsys):
@@ -86,6 +86,7 @@ def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, caps
     (["--window", "abc"], "--window must be START,STOP"),
     (["--window", "0.1,0.55"], "not a whole number of 20 ms bins"),
     (["--window", "0.5,0.1"], "--window stop must be after start"),
+    (["--window", "nan,1"], "--window must be two finite numbers of seconds"),
     (["--bin-ms", "0"], "--bin-ms must be positive"),
     (["--out", "{existing}"], "already exists; pass --overwrite"),
     (["--preset", "nope"], "unknown preset 'nope'"),

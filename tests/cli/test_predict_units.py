@@ -161,7 +161,7 @@ def test_predict_takes_the_shared_options_as_fit_does(model_file, recordings, tm
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1
     assert lines[0] == ("nwb-jedi: error: unrecognized arguments: --no-such-option; see "
-                        "`nwb-jedi --help`")
+                        "`nwb-jedi predict --help`")
     rc, _, err, _ = _predict(model_file, recordings["same_mouse"], tmp_path, capsys,
                              "--bin-ms", "x")
     assert rc == 2 and err.strip() == ("nwb-jedi predict: error: argument --bin-ms: invalid "

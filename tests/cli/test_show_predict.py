@@ -75,6 +75,8 @@ def test_show_errors_are_one_line(model_file, mc_maze_nwb, tmp_path, capsys):
     assert "holds no JEDI model" in _error_line(capsys)
     assert main(["show", str(model_file), "--module-name", "other"]) == 2
     assert "no JEDI model in a processing module named 'other'" in _error_line(capsys)
+    assert main(["show", str(model_file), "--max-rows", "0"]) == 2
+    assert "--max-rows must be a positive integer, got 0" in _error_line(capsys)
 
 
 def test_predict_applies_the_frozen_network_to_another_session(model_file, same_units_file,
