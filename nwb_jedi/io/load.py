@@ -5,7 +5,9 @@ Every dataset's dtype is checked before a byte is converted: object / variable-l
 compound / reference / opaque dtypes are refused, nothing is unpickled and nothing from the
 file is executed. A model file is untrusted input: before any dataset is read its layout,
 filters and sizes are checked against its own HDF5 metadata, links inside the model's module
-are refused, and JSON nesting is bounded (`nwb_jedi.io.untrusted`). Only `load_model` needs
+are refused, and JSON nesting is bounded (`nwb_jedi.io.untrusted`). Damaged bytes anywhere
+(HDF5 failing on the file's structure, undecodable text, a parameter tensor failing its Fletcher-32
+checksum) are one "... is damaged" ModelFileError. Only `load_model` needs
 torch, and imports it (through `nwb_jedi.model`) when called, so reading a summary
 (`nwb-jedi show`) stays light.
 """
@@ -28,6 +30,7 @@ from nwb_jedi.io.untrusted import (
     check_expansion,
     check_links,
     check_regular_file,
+    h5py_failures,
     link_kind,
     parse_json,
 )
@@ -57,11 +60,16 @@ def _open(source: str | os.PathLike,
     Any SOURCE form `fit` accepts: a local path, or a DANDI id/URL streamed through
     `nwb_jedi.io.sources.open_source` and its block cache, so only the blocks holding what
     the caller reads (the model group, say) are fetched.
+
+    h5py failing on damaged bytes anywhere in the caller's block is one ModelFileError
+    (`nwb_jedi.io.untrusted.h5py_failures`); a streamed file's read failures are first
+    `open_source`'s to explain.
     """
     from nwb_jedi.io.sources import open_source
 
     if _is_remote(source):
-        with open_source(source, cache_dir=cache_dir) as (h5, info):
+        with h5py_failures(f"the model file {source}", ModelFileError), \
+                open_source(source, cache_dir=cache_dir) as (h5, info):
             yield h5, f"DANDI:{info.dandiset}/{info.version}/{info.asset_path}"
         return
     path = os.fspath(source)
@@ -74,11 +82,13 @@ def _open(source: str | os.PathLike,
     except OSError as err:
         raise ModelFileError(f"{path} is not a readable HDF5/NWB file ({err}); check the "
                              f"path and that the file is complete") from None
-    with h5:
+    with h5py_failures(path, ModelFileError), h5:
         yield h5, path
 
 
 def _type_of(obj) -> str:
+    if not isinstance(obj, h5py.Group | h5py.Dataset):
+        return ""
     value = obj.attrs.get("neurodata_type")
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -148,7 +158,15 @@ def _read_numeric(ds: h5py.Dataset, kinds: str, what: str) -> np.ndarray:
                              f"{'floating point' if kinds == 'f' else 'numeric'} array; "
                              f"refusing to load it")
     check_dataset(ds, what, ModelFileError)
-    return ds[()]
+    with _data_of(ds, what):
+        return ds[()]
+
+
+def _data_of(ds: h5py.Dataset, what: str):
+    """The one message for a dataset whose bytes HDF5 cannot read or decode (a failed
+    Fletcher-32 checksum, a damaged chunk or heap, text that is not UTF-8)."""
+    where = what if what == ds.name else f"{what} ({ds.name})"
+    return h5py_failures(f"the data of {where}", ModelFileError)
 
 
 def _read_text(ds: h5py.Dataset, what: str) -> np.ndarray | str:
@@ -157,7 +175,8 @@ def _read_text(ds: h5py.Dataset, what: str) -> np.ndarray | str:
         raise ModelFileError(f"{what} ({ds.name}) has dtype {ds.dtype}, not text; refusing "
                              f"to load it")
     check_dataset(ds, what, ModelFileError)
-    value = ds.asstr()[()]
+    with _data_of(ds, what):
+        value = ds.asstr()[()]
     if isinstance(value, np.ndarray):
         return np.array([str(v) for v in value.ravel()], dtype=str).reshape(value.shape) \
             if value.size else np.array([], dtype=str)
@@ -195,7 +214,8 @@ def _scalar_text(ds: h5py.Dataset) -> str:
     if h5py.check_string_dtype(ds.dtype) is None:
         return ""
     check_dataset(ds, ds.name, ModelFileError)
-    value = ds.asstr()[()]
+    with _data_of(ds, ds.name):
+        value = ds.asstr()[()]
     return value if isinstance(value, str) else ""
 
 
@@ -208,7 +228,9 @@ def _read_model_group(group: h5py.Group) -> tuple[dict, dict[str, np.ndarray]]:
     if overlap:
         raise ModelFileError(f"{where}: fit_state repeats config keys {sorted(overlap)}; the "
                              f"file is damaged")
-    parameters = [obj for obj in group.values() if _type_of(obj) == "JEDIParameter"]
+    # group[name], not group.values(): a member HDF5 cannot open is an error, never skipped.
+    parameters = [obj for obj in (group[name] for name in group)
+                  if _type_of(obj) == "JEDIParameter"]
     for obj in parameters:  # every tensor's metadata is checked before any is read
         if not isinstance(obj, h5py.Dataset):
             raise ModelFileError(f"{obj.name} is not a dataset; the file is damaged")

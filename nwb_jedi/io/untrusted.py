@@ -18,15 +18,23 @@ allocate what the file asks for without looking first. Before a dataset's bytes 
 file, or make one object appear as another), `check_regular_file` refuses FIFOs and devices
 (opening a FIFO blocks forever), and `parse_json` parses JSON text from a file with bounded size
 and nesting.
+
+Damaged bytes make h5py raise whatever HDF5's failure maps to (OSError, RuntimeError, KeyError,
+UnicodeDecodeError and other ValueErrors, TypeError, or a SystemError around one of these when it
+happens inside a visit). `h5py_failures` turns exactly those, raised inside h5py, into one
+"... is damaged" sentence; an error raised by this package's own code (a bug, even one in a
+callback h5py runs) passes through unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
@@ -36,7 +44,7 @@ from nwb_jedi._limits import format_bytes, max_array_bytes
 from nwb_jedi.errors import UserError
 
 __all__ = ["check_dataset", "check_expansion", "check_links", "check_regular_file",
-           "parse_json"]
+           "h5py_failures", "parse_json", "raised_by_h5py"]
 
 #: Filters a dataset may use: HDF5's built-ins and LZF (no plugin is ever loaded for a file).
 ALLOWED_FILTERS = {h5z.FILTER_DEFLATE: "deflate", h5z.FILTER_SHUFFLE: "shuffle",
@@ -49,6 +57,13 @@ MAX_EXPANSION = 1100
 MAX_MODEL_EXPANSION = 100
 #: Deepest nesting of JSON accepted from a file (the package writes at most 4 levels).
 MAX_JSON_DEPTH = 32
+#: Filters that change a dataset's size (fletcher32 adds 4 bytes a chunk, shuffle none).
+_SIZE_CHANGING = {h5z.FILTER_DEFLATE, h5z.FILTER_SZIP, h5z.FILTER_NBIT, h5z.FILTER_SCALEOFFSET,
+                  32000}
+#: What h5py raises when HDF5 fails on a file's bytes.
+H5PY_FAILURES = (OSError, RuntimeError, KeyError, ValueError, TypeError, SystemError)
+#: The fix named in every "damaged" message.
+DAMAGED_FIX = "the file cannot be used; get an undamaged copy (download or write it again)"
 
 _LAYOUTS = {h5d.COMPACT: "compact", h5d.CONTIGUOUS: "contiguous", h5d.CHUNKED: "chunked"}
 
@@ -80,11 +95,63 @@ def check_regular_file(path: str | os.PathLike, error: type[UserError] = UserErr
                     f"NWB file")
 
 
+def _modules(tb) -> list[str]:
+    """Module names of a traceback's frames, outermost first."""
+    names = []
+    while tb is not None:
+        names.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    return names
+
+
+def raised_by_h5py(err: BaseException) -> bool:
+    """Whether `err` is h5py failing on a file's bytes: raised inside h5py (or numpy called by
+    h5py), not in code that h5py called back. A callback that fails (ours or anyone's: a bug)
+    shows as a SystemError whose context is that failure, and is never called damage."""
+    modules = _modules(err.__traceback__)
+    last = max((i for i, m in enumerate(modules) if m == "h5py" or m.startswith("h5py.")),
+               default=-1)
+    if last < 0 or not all(m == "numpy" or m.startswith("numpy.") for m in modules[last + 1:]):
+        return False
+    if isinstance(err, SystemError):
+        return err.__context__ is not None and raised_by_h5py(err.__context__)
+    return True
+
+
+def _reason(err: BaseException) -> str:
+    """HDF5's own words for a failure (a SystemError only wraps the one it interrupted)."""
+    if isinstance(err, SystemError) and err.__context__ is not None:
+        err = err.__context__
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err) or type(err).__name__
+
+
+@contextlib.contextmanager
+def h5py_failures(what: str, error: type[UserError] = UserError) -> Iterator[None]:
+    """Turn h5py failing on damaged bytes inside the block into one `error` sentence,
+    ``<what> is damaged: HDF5 could not read it (<HDF5's reason>); <fix>``.
+
+    Only errors raised inside h5py (`raised_by_h5py`) are turned; a `UserError` and any
+    error raised by this package's own code pass through unchanged.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except H5PY_FAILURES as err:
+        if not raised_by_h5py(err):
+            raise
+        raise error(f"{what} is damaged: HDF5 could not read it ({_reason(err)}); "
+                    f"{DAMAGED_FIX}") from err
+
+
 def check_links(group: h5py.Group, error: type[UserError] = UserError) -> None:
     """Refuse soft and external links anywhere under `group` (and `group` itself being one
     is the caller's to check with ``parent.get(name, getlink=True)``).
 
-    The visit walks the group's own links without following any of them.
+    The visit walks the group's own links without following any of them; links that HDF5
+    cannot list (damaged bytes) are `error` too.
     """
     found: list[str] = []
 
@@ -95,7 +162,8 @@ def check_links(group: h5py.Group, error: type[UserError] = UserError) -> None:
         elif isinstance(link, h5py.SoftLink):
             found.append(f"{group.name.rstrip('/')}/{name} (a soft link to {link.path})")
 
-    group.visititems_links(visit)
+    with h5py_failures(f"the list of links under {group.name}", error):
+        group.visititems_links(visit)
     if found:
         more = f" and {len(found) - 1} more" if len(found) > 1 else ""
         raise error(f"{found[0]}{more}: a model's data must be stored in its own group, not "
@@ -175,7 +243,8 @@ def _check_size(ds: h5py.Dataset, layout: int, what: str, error: type[UserError]
             raise error(f"{what} ({ds.name}) declares shape {ds.shape} but stores only "
                         f"{ds.id.get_num_chunks()} of its {expected} chunks (the rest would be "
                         f"fill values); the file is damaged or hostile, refusing to read it")
-    compressed = ds.id.get_create_plist().get_nfilters() > 0
+    plist = ds.id.get_create_plist()
+    compressed = any(plist.get_filter(i)[0] in _SIZE_CHANGING for i in range(plist.get_nfilters()))
     if not compressed and stored < declared:
         raise error(f"{what} ({ds.name}) declares {format_bytes(declared)} but stores "
                     f"{format_bytes(stored)} (the rest would be fill values); the file is "

@@ -12,7 +12,8 @@ file opens in plain pynwb without nwb_jedi).
 
 Layout of the processing module (default name ``jedi``; ndx-jedi 0.2)::
 
-    model          JEDIModel            config, fit state, provenance, parameter tensors
+    model          JEDIModel            config, fit state, provenance, parameter tensors (each
+                                        with HDF5's Fletcher-32 checksum, verified on read)
     conditions     JEDIConditionTable   one row per condition
     trials         JEDITrialTable       one row per modelled trial: its id and row in
                                         /intervals/trials, condition, split, alignment time,
@@ -615,7 +616,7 @@ def _model_container(results: FitResults, source: Mapping[str, Any]):
                       ("identifier", "source_identifier")):
         if source.get(key):
             provenance[attr] = str(source[key])
-    parameters = [ndx.JEDIParameter(name=_dataset_name(name), data=np.asarray(value),
+    parameters = [ndx.JEDIParameter(name=_dataset_name(name), data=_checksummed(value),
                                     tensor_name=name)
                   for name, value in results.tensors.items() if np.asarray(value).ndim >= 1]
     return ndx.JEDIModel(
@@ -627,6 +628,16 @@ def _model_container(results: FitResults, source: Mapping[str, Any]):
         nwb_jedi_version=str(versions.get("nwb_jedi", __version__)),
         torch_version=str(versions.get("torch", "")),
         source_kind=str(kind), jedi_parameters=parameters, **provenance)
+
+
+def _checksummed(value):
+    """A parameter tensor stored with HDF5's Fletcher-32 checksum (a built-in filter, chunked
+    storage), so that HDF5 verifies its bytes on every read: a flipped bit fails the read, as
+    a damaged file (`nwb_jedi.io.load`), instead of loading other weights."""
+    from hdmf.backends.hdf5 import H5DataIO
+
+    values = np.asarray(value)
+    return H5DataIO(values, fletcher32=True) if values.size else values
 
 
 def _dataset_name(tensor_name: str) -> str:
