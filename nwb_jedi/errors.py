@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints them as one line and exits with status 2."""
 
+from collections.abc import Sequence
+
 
 class UserError(ValueError):
     """Bad input: the message names the problem and the fix in one sentence."""
@@ -32,3 +34,10 @@ class FitQualityWarning(UserWarning):
 class DataWarning(UserWarning):
     """Input that works but is probably not what was intended (the message says why and what
     to change); the CLI prints it as one warning line."""
+
+
+def first_few(values: Sequence, limit: int = 10) -> str:
+    """The first `limit` values, comma separated, with ``...`` when there are more: the list a
+    message shows of what the user could have chosen."""
+    shown = ", ".join(str(v) for v in list(values)[:limit])
+    return shown + (", ..." if len(values) > limit else "")

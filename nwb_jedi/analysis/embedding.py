@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nwb_jedi.data.dataset import TrialDataset
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import UserError, first_few
 
 CLASSIFIERS = ("centroid", "logistic")
 
@@ -281,7 +281,7 @@ def interpolate(model, c_from: int | str, c_to: int | str, n: int = 11,
         elif str(c) in labels:
             rows.append(labels.index(str(c)))
         else:
-            raise UserError(f"unknown condition {c!r}; known: {', '.join(labels[:10])}")
+            raise UserError(f"unknown condition {c!r}; known: {first_few(labels)}")
     e = model.embeddings_
     weights = np.linspace(0.0, 1.0, n)[:, None]
     line = (1 - weights) * e[rows[0]] + weights * e[rows[1]]

@@ -30,7 +30,7 @@ from nwb_jedi import metrics
 from nwb_jedi._files import atomic_output
 from nwb_jedi.analysis.fixedpoints import FixedPoints
 from nwb_jedi.data.dataset import TrialDataset, condition_means
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import UserError, first_few
 
 __all__ = ["plot_eigenvalues", "plot_embeddings", "plot_fixed_points", "plot_psth",
            "plot_training"]
@@ -358,7 +358,7 @@ def _chosen_spectra(spectra: Mapping, conditions: Sequence[int | str] | None) ->
                 for c in conditions]
         unknown = [k for k in keys if k not in spectra]
         if unknown:
-            raise UserError(f"no spectrum named {unknown[0]!r}; known: {', '.join(names[:10])}")
+            raise UserError(f"no spectrum named {unknown[0]!r}; known: {first_few(names)}")
         spectra = {k: spectra[k] for k in keys}
     if not spectra:
         raise UserError("nothing to plot: no spectra given")

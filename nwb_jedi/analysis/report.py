@@ -30,7 +30,7 @@ from nwb_jedi.analysis.embedding import embedding_distances
 from nwb_jedi.analysis.fixedpoints import FixedPoints, fixed_points
 from nwb_jedi.analysis.spectra import JacobianSpectrum, condition_spectra, jacobian_spectrum
 from nwb_jedi.data.dataset import TrialDataset
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import UserError, first_few
 from nwb_jedi.metrics import score_rates
 
 __all__ = ["AnalysisReport", "analysis_report"]
@@ -283,7 +283,7 @@ def _chosen_conditions(which: int | str | Sequence[int | str], labels: list[str]
         elif str(c) in labels:
             rows.append(labels.index(str(c)))
         else:
-            raise UserError(f"unknown condition {c!r}; known: {', '.join(labels[:10])}")
+            raise UserError(f"unknown condition {c!r}; known: {first_few(labels)}")
     return rows, "chosen by name"
 
 

@@ -25,7 +25,7 @@ from nwb_jedi.analysis.dynamics import (
     trajectory_states,
 )
 from nwb_jedi.analysis.fixedpoints import fixed_points
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import UserError, first_few
 
 __all__ = ["JacobianSpectrum", "condition_spectra", "continuous_eigenvalues", "jacobian_spectrum",
            "leading_frequency", "spectrum_table", "stability_summary", "top_modes"]
@@ -123,7 +123,7 @@ def _label_of(labels: list[str], condition: int | str) -> str:
         return labels[int(condition)]
     if str(condition) in labels:
         return str(condition)
-    raise UserError(f"unknown condition {condition!r}; known: {', '.join(labels[:10])}")
+    raise UserError(f"unknown condition {condition!r}; known: {first_few(labels)}")
 
 
 def spectrum_table(model) -> pd.DataFrame:

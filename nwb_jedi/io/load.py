@@ -126,10 +126,11 @@ def _module(h5: h5py.File, path: str, module_name: str | None) -> h5py.Group:
     if module_name is None:
         if not names:
             raise ModelFileError(f"{path} holds no JEDI model (no processing module with a "
-                                 f"JEDIModel); write one with nwb_jedi.write_results")
+                                 f"JEDIModel); fit one with `nwb-jedi fit {path}` (or "
+                                 f"nwb_jedi.write_results in Python)")
         if len(names) > 1:
             raise ModelFileError(f"{path} holds several JEDI models ({', '.join(names)}); "
-                                 f"choose one with module_name")
+                                 f"choose one with --module-name (module_name in Python)")
         module_name = names[0]
     if module_name not in names:
         raise ModelFileError(f"{path} has no JEDI model in a processing module named "

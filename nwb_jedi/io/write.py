@@ -289,7 +289,8 @@ def _append_module(base: str, tmp: str, contents: Contents, module_name: str) ->
         nwbfile = io.read()
         if module_name in nwbfile.processing:
             raise UserError(f"{base} already has a processing module named {module_name!r}; "
-                            f"choose another module_name (--module-name)")
+                            f"write the fit to a new file (--out without --append), or give "
+                            f"write_results another module_name")
         _add_module(nwbfile, contents.build(nwbfile), module_name)
         io.write(nwbfile)
     _restore_attributes(tmp, original)

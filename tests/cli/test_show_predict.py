@@ -72,7 +72,8 @@ def test_show_errors_are_one_line(model_file, mc_maze_nwb, tmp_path, capsys):
     assert main(["show", str(tmp_path / "missing.nwb")]) == 2
     assert "no such file" in _error_line(capsys)
     assert main(["show", str(mc_maze_nwb)]) == 2
-    assert "holds no JEDI model" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "holds no JEDI model" in line and f"fit one with `nwb-jedi fit {mc_maze_nwb}`" in line
     assert main(["show", str(model_file), "--module-name", "other"]) == 2
     assert "no JEDI model in a processing module named 'other'" in _error_line(capsys)
     assert main(["show", str(model_file), "--max-rows", "0"]) == 2
