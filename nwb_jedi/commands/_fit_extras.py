@@ -239,12 +239,15 @@ def _check_nlb_mapper(kwargs: dict[str, Any]) -> None:
     spec = NLB_DATASETS["mc_maze"]  # the family shares these
     by = kwargs.get("by")
     by = [by] if isinstance(by, str) else list(by or [])
-    if by != list(spec.condition_by) or kwargs.get("align") != spec.align or \
-            tuple(kwargs.get("window", ())) != spec.window or kwargs.get("align_reference"):
+    changed = [flag for flag, differs in (
+        ("--condition-by", by != list(spec.condition_by)),
+        ("--align", kwargs.get("align") != spec.align),
+        ("--window", tuple(kwargs.get("window", ())) != spec.window),
+        ("--align-reference", bool(kwargs.get("align_reference")))) if differs]
+    if changed:
         raise UserError(f"--nlb needs NLB's trials and windows: conditions "
                         f"{','.join(spec.condition_by)}, aligned to {spec.align}, window "
-                        f"{spec.window[0]:g},{spec.window[1]:g}; drop the options that change "
-                        f"them")
+                        f"{spec.window[0]:g},{spec.window[1]:g}; drop {' and '.join(changed)}")
     if not any(np.isclose(kwargs.get("bin_size", 0), b) for b in NLB_BIN_SUFFIX):
         raise UserError(f"the benchmark scores 5 ms or 20 ms bins, not "
                         f"{kwargs.get('bin_size', 0) * 1e3:g} ms; use --bin-ms 5 or 20")

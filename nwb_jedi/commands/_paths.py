@@ -101,6 +101,8 @@ def check_output_file(path: str | os.PathLike, flag: str, *, overwrite: bool,
         too long.
     """
     path = os.fspath(path)
+    if not path.strip():
+        raise UserError(f"{flag} is empty; give a file name such as out.nwb")
     _check_names(path, flag)
     if os.path.isdir(path):
         raise UserError(f"{flag} {path} is a directory; give a file name such as "
@@ -113,6 +115,9 @@ def check_output_file(path: str | os.PathLike, flag: str, *, overwrite: bool,
         raise UserError(f"{path} already exists; pass --overwrite to replace it or choose "
                         f"another {flag}")
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise UserError(f"the directory of {flag} ({directory}) is a file, not a directory; "
+                        f"choose another {flag}")
     if not os.path.isdir(directory):
         raise UserError(f"the directory of {flag} ({directory}) does not exist; create it first")
     _probe(directory, flag, path)

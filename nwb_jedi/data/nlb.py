@@ -450,7 +450,8 @@ def nlb_trials(session: Session, dataset: NLBDataset, bin_size: float, *,
                         "are unknown; this is not a benchmark file")
     heldout = window.units["heldout"].fillna(False).to_numpy(dtype=bool)
     if not heldout.any() or heldout.all():
-        raise UserError("the units' 'heldout' column marks no held-out (or no held-in) neuron")
+        raise UserError("the units' 'heldout' column marks no held-out (or no held-in) neuron, "
+                        "so this is not an NLB benchmark file; fit it without --nlb")
     if not np.any(window.split == "val"):
         raise UserError("the file has no NLB 'val' trials to evaluate; a benchmark train file "
                         "has a split column with 'train' and 'val' trials")

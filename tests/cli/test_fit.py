@@ -103,6 +103,9 @@ def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, caps
     (["--patience", "0"], "--patience must be a positive integer"),
     (["--out", "{tmp}"], "is a directory; give a file name"),
     (["--out", "/no/such/dir/fit.nwb"], "the directory of --out (/no/such/dir) does not exist"),
+    (["--out", "{existing}/fit.nwb"], "existing.nwb) is a file, not a directory; choose "
+                                      "another --out"),
+    (["--out", ""], "--out is empty; give a file name"),
     (["--tau-ms", "5"], "tau (5 ms) must be at least the bin width (20 ms)"),
     (["--hidden", "100000000"], "lower --hidden (now 100000000), --rank or --embed-dim"),
     (["--trial-filter", "start_time < 4"], "2 trial(s) are too few to fit and score a model "

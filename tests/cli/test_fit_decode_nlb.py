@@ -97,6 +97,8 @@ def test_nlb_refuses_what_the_benchmark_cannot_score(mc_maze_nwb, tmp_path, caps
         (["--preset", "mc_maze", "--nlb", sub, "--bin-ms", "10"], "5 ms or 20 ms bins"),
         (["--preset", "mc_maze", "--nlb", sub, "--window", "-0.2,0.4"], "NLB's trials and "
                                                                          "windows"),
+        (["--preset", "mc_maze", "--nlb", sub, "--window", "-0.2,0.4", "--align",
+          "go_cue_time"], "drop --align and --window"),
         (["--preset", "mc_maze", "--nlb", sub, "--trial-filter", "success == True"],
          "--trial-filter cannot be used"),
         (["--preset", "mc_maze", "--nlb", sub], "give --nlb-dataset"),
