@@ -17,6 +17,7 @@ Every function returns the Figure.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -488,8 +489,15 @@ def plot_psth(rates: np.ndarray, ds: TrialDataset, path: str | os.PathLike | Non
         handles += [Line2D([], [], color="0.3", lw=1.4), Line2D([], [], color="0.3", ls="--")]
         names += ["data (smoothed)", "model"]
         fig.legend(handles, names, loc="outside right upper", fontsize=7)
-        fig.suptitle(_psth_title(ds, conditions, present, chosen_conditions, neurons,
-                                 chosen_neurons, smooth_sd), fontsize=9)
+        title = _psth_title(ds, conditions, present, chosen_conditions, neurons,
+                            chosen_neurons, smooth_sd)
+        # A grid of one or two panels is narrower than the title and legend: widen it, and
+        # wrap the title to the figure's width.
+        size = fig.get_size_inches()
+        fig.set_size_inches(max(size[0], 8.0), size[1])
+        width = int(fig.get_size_inches()[0] * 10)  # centred on the figure, clear of the legend
+        fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")),
+                     fontsize=9)
     else:
         axes[0].legend(fontsize=6, loc="upper right")
     return _finish(fig, path)
@@ -509,7 +517,8 @@ def _psth_title(ds: TrialDataset, conditions, present, chosen_conditions: bool, 
     which = (f"{len(conditions)} of {len(present)} conditions, spread evenly"
              if chosen_conditions and len(conditions) < len(present) else
              f"{len(conditions)} condition{'s' if len(conditions) != 1 else ''}")
-    cells = (f"the {len(neurons)} neurons with the highest mean rate" if chosen_neurons else
+    cells = ((f"the {len(neurons)} neurons" if len(neurons) != 1 else "the neuron")
+             + " with the highest mean rate" if chosen_neurons else
              f"{len(neurons)} chosen neuron{'s' if len(neurons) != 1 else ''}")
     return (f"Condition-averaged rates of {ds.n_trials} {trials}: data (solid, smoothed "
             f"{smooth_sd * 1e3:g} ms) vs model (dashed)\n{which}; {cells}")
@@ -556,17 +565,28 @@ def plot_fixed_points(trajectories: Mapping[str, np.ndarray],
         raise UserError(f"fixed points of {unknown[0]!r} have no trajectory; pass the "
                         f"trajectory of every condition whose fixed points are drawn")
     reference = np.concatenate([np.asarray(t, dtype=np.float64) for t in trajectories.values()])
+    # A one-neuron network has a one-dimensional state: drawn against time, not on two PCs.
+    one_dim = reference.shape[1] == 1
     fig, ax = _single_axes(6.5, 4.5, ax)
     for color, (name, traj) in zip(_colors(len(trajectories)), trajectories.items(),
                                    strict=True):
-        pts = _pca(traj, fit_on=reference)
+        traj = np.asarray(traj, dtype=np.float64)
+        pts = (np.column_stack([np.arange(len(traj)), traj[:, 0]]) if one_dim
+               else _pca(traj, fit_on=reference))
         ax.plot(pts[:, 0], pts[:, 1], color=color, lw=1.2, label=str(name))
         ax.scatter(pts[:1, 0], pts[:1, 1], color=color, s=20, marker="s")
         fps = fixed_points.get(name)
         if fps is not None and len(fps):
-            _draw_fixed_points(ax, _pca(fps.locations, fit_on=reference), fps.stability, color)
-    ax.set_xlabel("PC 1 of the states (trajectories together)")
-    ax.set_ylabel("PC 2 of the states")
+            where = (np.column_stack([np.full(len(fps), len(traj) - 1),
+                                      np.asarray(fps.locations)[:, 0]]) if one_dim
+                     else _pca(fps.locations, fit_on=reference))
+            _draw_fixed_points(ax, where, fps.stability, color)
+    if one_dim:
+        ax.set_xlabel("time step (fixed points drawn at the last step)")
+        ax.set_ylabel("state x of the one neuron")
+    else:
+        ax.set_xlabel("PC 1 of the states (trajectories together)")
+        ax.set_ylabel("PC 2 of the states")
     n = len(trajectories)
     ax.set_title(title or f"Noiseless trajectories (■ start) and fixed points of {n} "
                           f"condition{'s' if n != 1 else ''}\n● stable, × saddle, ○ unstable "

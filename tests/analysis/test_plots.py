@@ -255,3 +255,35 @@ def test_fixed_point_and_training_figures_say_what_they_show(small_jedi, tmp_pat
     ax = fig.axes[0]
     assert ax.get_xlabel() == "epoch" and "negative log-likelihood" in ax.get_ylabel()
     assert any(t.get_text().startswith("best epoch ") for t in ax.get_legend().get_texts())
+
+
+def test_a_one_panel_psth_keeps_its_title_clear_of_the_legend(tmp_path):
+    from nwb_jedi.data.dataset import TrialDataset
+
+    rng = np.random.default_rng(0)
+    condition = np.arange(40) % 2
+    rates = 5 + 4 * np.sin(np.arange(25)[None, :, None] / 4 + condition[:, None, None])
+    ds = TrialDataset.from_arrays(rng.poisson(rates * 0.02), [f"c{c}" for c in condition], 0.02)
+    fig = plots.plot_psth(rates[ds.split == "test"], ds.test, tmp_path / "psth.png")
+    _check_png(tmp_path / "psth.png")
+    title = fig._suptitle.get_text()
+    assert "the neuron with the highest mean rate" in title  # not "the 1 neurons"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title_box = fig._suptitle.get_window_extent(renderer)
+    legend_box = fig.legends[0].get_window_extent(renderer)
+    assert title_box.x1 <= legend_box.x0 or title_box.y0 >= legend_box.y1
+    assert title_box.x0 >= 0 and title_box.x1 <= fig.bbox.width  # nothing cut off
+
+
+def test_a_one_neuron_network_is_drawn_against_time():
+    from nwb_jedi.analysis.fixedpoints import FixedPoints
+
+    trajectories = {"a": np.linspace(3.0, 1.0, 20)[:, None], "b": np.full((20, 1), -1.0)}
+    found = {"a": FixedPoints(locations=np.array([[1.0]]), speeds=np.zeros(1),
+                              eigenvalues=np.array([[0.5]]), stability=np.array(["stable"]),
+                              n_initial=1)}
+    fig = plots.plot_fixed_points(trajectories, found)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("time step") and "one neuron" in ax.get_ylabel()
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), trajectories["a"][:, 0])
