@@ -361,11 +361,24 @@ def _split_ragged(values: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
     return [values[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
+def _is_model_module(processing: h5py.Group, name: str) -> bool:
+    """Whether /processing/`name` is a fitted JEDI model's module (hard links only: nothing
+    outside the file is followed)."""
+    if not isinstance(processing.get(name, getlink=True), h5py.HardLink):
+        return False
+    module = processing[name]
+    return (isinstance(module, h5py.Group)
+            and isinstance(module.get("model", getlink=True), h5py.HardLink)
+            and _attr_str(module["model"], "neurodata_type") == "JEDIModel")
+
+
 def _behavior_groups(h5):
     """(path, group) of every TimeSeries-like group under /processing that is behavior."""
     if "processing" not in h5:
         return []
     out = []
+    # A fitted model's module (nwb_jedi's own, any name) holds its rates, not behavior.
+    models = {name for name in h5["processing"] if _is_model_module(h5["processing"], name)}
 
     def visit(name, obj):
         if not isinstance(obj, h5py.Group) or "data" not in obj:
@@ -376,7 +389,7 @@ def _behavior_groups(h5):
             return
         top = name.split("/", 1)[0]
         ntype = _attr_str(obj, "neurodata_type")
-        if top in _NOT_BEHAVIOR_MODULES or ntype in _NOT_BEHAVIOR:
+        if top in _NOT_BEHAVIOR_MODULES or top in models or ntype in _NOT_BEHAVIOR:
             return
         data = obj["data"]
         if data.ndim > 2 or data.dtype.kind not in "iufb":

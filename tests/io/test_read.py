@@ -2,6 +2,7 @@
 
 import pickle
 
+import h5py
 import numpy as np
 import pytest
 
@@ -202,3 +203,14 @@ def test_a_table_laid_out_against_nwb_is_one_clear_error(tmp_path):
         del f["units/spike_times_index"]  # a ragged column without its index
     with pytest.raises(SourceError, match="is not laid out as NWB expects"):
         read_session(broken)
+
+
+def test_a_fitted_models_rates_are_not_behavior():
+    """A file nwb_jedi wrote holds the model's predicted rates in its module: `info` and
+    `read_session` do not offer them as a behavior series to decode or bin."""
+    from pathlib import Path
+
+    fitted = Path(__file__).parents[1] / "data" / "ndx_jedi_0.1.0_fit.nwb"
+    with h5py.File(fitted, "r") as h5:
+        assert "rates" in h5["processing/jedi"]  # what the older code listed as behavior
+    assert describe_source(fitted)["behavior"] == []
