@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
           f"{int(ds.counts.sum())} spikes")
     perf = ", ".join(f"{k} {v:.0%}" for k, v in info.get("performance", {}).items())
     loss = info.get("final_loss", float("nan"))
-    print(f"teacher: seed {args.teacher_seed}, final loss {loss:.3f}, trials solved: {perf}")
+    # Not the progress bar's number: that is the last noisy training batch's loss.
+    print(f"teacher: seed {args.teacher_seed}, loss {loss:.3f} on every condition without "
+          f"noise, trials solved: {perf}")
     print(f"wrote {os.path.abspath(args.out)}")
     print(f"fit it with: nwb-jedi fit {args.out} --preset mc_maze "
           f"--window -{LEAD_S:g},{duration - LEAD_S:g}")
