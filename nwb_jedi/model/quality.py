@@ -224,8 +224,8 @@ def population_warning(n_units: int, rank: int | None = None) -> str | None:
     return (f"a population model of {n_units} neuron{'s' if n_units != 1 else ''} (fewer than "
             f"{MIN_NEURONS}): JEDI's dynamics are {network} of the recorded neurons, which "
             f"tens of neurons constrain and a handful do not, so its spectra, fixed points "
-            f"and embeddings say little; use a session with more units (e.g. a lower "
-            f"--min-rate)")
+            f"and embeddings say little; use a session with more units (or, if the mapper "
+            f"dropped some, keep them: a lower --min-rate or a looser --unit-filter)")
 
 
 def _number(value: Any) -> float | None:
