@@ -43,6 +43,17 @@ def max_array_bytes() -> int:
     return total // 2 if total else _FALLBACK_BYTES
 
 
+def array_limit(error: type[Exception] | None = None) -> int:
+    """`max_array_bytes`, with a bad ``$NWB_JEDI_MAX_ARRAY_GB`` raised as `error` (default
+    `nwb_jedi.errors.UserError`): the bound every size check compares with."""
+    if error is None:
+        from nwb_jedi.errors import UserError as error
+    try:
+        return max_array_bytes()
+    except ValueError as err:
+        raise error(str(err)) from None
+
+
 def format_bytes(n: float) -> str:
     """``12.3 GB``, ``456 MB``, ``789 KB`` or ``12 B`` (powers of 1024)."""
     for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nwb_jedi._limits import format_bytes, max_array_bytes
+from nwb_jedi._limits import array_limit, format_bytes
 from nwb_jedi.errors import DataWarning, UserError
 
 if TYPE_CHECKING:
@@ -256,10 +256,7 @@ def check_binned_size(n_trials: int, n_bins: int, n_units: int, bin_size: float)
         The array would be larger than the bound; the message gives its size and the fix.
     """
     size = 4 * int(n_trials) * int(n_bins) * int(n_units)
-    try:
-        limit = max_array_bytes()
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    limit = array_limit()
     if size > limit:
         raise UserError(f"the binned counts would take {format_bytes(size)} ({n_trials} trials x "
                         f"{n_bins} bins of {bin_size * 1e3:g} ms x {n_units} units, float32), "

@@ -40,7 +40,7 @@ from typing import Any
 import h5py
 from h5py import h5d, h5z
 
-from nwb_jedi._limits import format_bytes, max_array_bytes
+from nwb_jedi._limits import array_limit, format_bytes
 from nwb_jedi.errors import UserError
 
 __all__ = ["check_dataset", "check_expansion", "check_links", "check_regular_file",
@@ -226,10 +226,7 @@ def _check_filters(ds: h5py.Dataset, plist, what: str, error: type[UserError]) -
 
 def _check_size(ds: h5py.Dataset, layout: int, what: str, error: type[UserError]) -> None:
     declared = declared_bytes(ds)
-    try:
-        limit = max_array_bytes()
-    except ValueError as err:
-        raise error(str(err)) from None
+    limit = array_limit(error)
     if declared > limit:
         raise error(f"{what} ({ds.name}) declares {format_bytes(declared)} (shape {ds.shape}, "
                     f"{ds.dtype}), more than the {format_bytes(limit)} allowed; the file is "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nwb_jedi._limits import format_bytes, max_array_bytes
+from nwb_jedi._limits import array_limit, format_bytes
 from nwb_jedi.errors import UserError
 
 
@@ -65,10 +65,7 @@ def _check_size(embed_dim: int, hidden: int, n_outputs: int) -> None:
     allocating it (its output layer alone is hidden x outputs)."""
     n_params = (embed_dim + 1) * hidden + (hidden + 1) * hidden + (hidden + 1) * n_outputs
     size = 4 * n_params
-    try:
-        limit = max_array_bytes()
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    limit = array_limit()
     if size > limit:
         raise UserError(f"the hypernetwork would hold {n_params:.3g} parameters "
                         f"({format_bytes(size)}, float32), more than the {format_bytes(limit)} "

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nwb_jedi._limits import format_bytes, max_array_bytes
+from nwb_jedi._limits import array_limit, format_bytes
 from nwb_jedi.errors import UserError
 from nwb_jedi.synthetic.cache import save_npz_atomic, teacher_cache_dir
 from nwb_jedi.synthetic.tasks import MultiTask
@@ -220,10 +220,7 @@ def _torch_threads(n: int):
 def _check_teacher_size(n_units: int) -> None:
     """Refuse a teacher whose N x N connectivity would not fit the memory bound."""
     size = 4 * int(n_units) ** 2
-    try:
-        limit = max_array_bytes()
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    limit = array_limit()
     if size > limit:
         raise UserError(f"a teacher of {n_units} units needs a {n_units} x {n_units} "
                         f"connectivity ({format_bytes(size)}, float32), more than the "
