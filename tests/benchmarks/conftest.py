@@ -43,3 +43,9 @@ def validate() -> ModuleType:
 def nlb_crosscheck() -> ModuleType:
     """``benchmarks/nlb_crosscheck.py``."""
     return load_benchmark("nlb_crosscheck")
+
+
+@pytest.fixture(scope="session")
+def sweep_single_trials() -> ModuleType:
+    """``benchmarks/sweep_single_trials.py``."""
+    return load_benchmark("sweep_single_trials")
