@@ -43,11 +43,9 @@ def max_array_bytes() -> int:
     return total // 2 if total else _FALLBACK_BYTES
 
 
-def array_limit(error: type[Exception] | None = None) -> int:
-    """`max_array_bytes`, with a bad ``$NWB_JEDI_MAX_ARRAY_GB`` raised as `error` (default
-    `nwb_jedi.errors.UserError`): the bound every size check compares with."""
-    if error is None:
-        from nwb_jedi.errors import UserError as error
+def array_limit(error: type[Exception]) -> int:
+    """`max_array_bytes`, with a bad ``$NWB_JEDI_MAX_ARRAY_GB`` raised as `error` (the
+    caller's error class): the bound every size check compares with."""
     try:
         return max_array_bytes()
     except ValueError as err:

@@ -24,6 +24,7 @@ metrics these protocols report live in `nwb_jedi.metrics`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from nwb_jedi.analysis.embedding import classify_embeddings, nearest_embedding, 
 from nwb_jedi.data.dataset import TrialDataset
 from nwb_jedi.errors import UserError
 from nwb_jedi.metrics import bits_per_spike, fp_bps, psth_r2_smoothed, velocity_r2
+
+if TYPE_CHECKING:
+    from nwb_jedi.model.baselines import PSTHBaseline
 
 __all__ = ["classify_trials", "co_smoothing", "co_smoothing_bits_per_spike", "decoding",
            "few_shot", "first_bins", "forward_prediction", "heldin_baselines",
@@ -148,13 +152,31 @@ def heldin_baselines(heldout: np.ndarray, *, smooth_sd: float = 0.05,
 PSTH_WIDTHS = (0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.12, 0.16)
 
 
-def best_smoothed_psth(train: TrialDataset, val: TrialDataset,
-                       widths: Sequence[float] = PSTH_WIDTHS):
+def best_smoothed_psth(train: TrialDataset, val: TrialDataset | None,
+                       widths: Sequence[float] = PSTH_WIDTHS) -> PSTHBaseline:
     """The best smoothed PSTH: the `PSTHBaseline` of `train` whose Gaussian smoothing width
-    (s, one of `widths`) gives the `val` trials the most bits per spike.
+    gives the `val` trials the most bits per spike.
 
-    The baseline a condition-level model has to beat, chosen without the scored trials (its
-    width is `smooth_sd` of the result).
+    The baseline a condition-level model has to beat, chosen without the scored trials.
+
+    Parameters
+    ----------
+    train : TrialDataset
+        Trials the PSTH averages.
+    val : TrialDataset
+        Trials that choose the width (required; None or empty is refused).
+    widths : sequence of float
+        Candidate Gaussian widths in seconds (0: no smoothing).
+
+    Returns
+    -------
+    PSTHBaseline
+        Fitted on `train`; its `smooth_sd` is the chosen width.
+
+    Raises
+    ------
+    UserError
+        No validation trials, or no widths.
     """
     from nwb_jedi.model.baselines import PSTHBaseline
 

@@ -114,8 +114,8 @@ class FitExtras:
             # The behavior would be read from outside the trial's own window: another trial's
             # or none, never what these rates drive.
             raise UserError(f"--decode-lag-ms {self.decode_lag * 1e3:g} is not shorter than the "
-                            f"trials' {window * 1e3:g} ms window; use a lag of a few tens of ms "
-                            f"(NLB's are 40 to 120 ms)")
+                            f"trials' {window * 1e3:g} ms window; use a lag of tens of ms (NLB's "
+                            f"MC_Maze sets use 100 and 120 ms)")
         self.dataset = nlb.nlb_dataset(self.nlb_name) if self.nlb_name else \
             nlb.identify(session.source)
         if self.nlb_path:

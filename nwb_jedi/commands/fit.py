@@ -180,9 +180,17 @@ def _check_splits(ds) -> None:
     counts = {name: int((ds.split == name).sum()) for name in ("train", "val", "test")}
     if counts["train"] and counts["test"]:
         return
-    raise UserError(f"{ds.n_trials} trial(s) are too few to fit and score a model (train "
-                    f"{counts['train']}, validation {counts['val']}, test {counts['test']}); "
-                    f"keep more trials (loosen --trial-filter, or fit a longer session)")
+    split = (f"train {counts['train']}, validation {counts['val']}, test {counts['test']}")
+    if ds.n_trials >= 3 and ds.trials_per_condition().max() < 3:
+        # The split holds trials out per condition: two trials give one to training and one
+        # to validation, none to the test.
+        raise UserError(f"no condition has the 3 trials it needs to hold one out for testing "
+                        f"({counted(ds.n_trials, 'trial')} in "
+                        f"{counted(ds.n_conditions, 'condition')}: {split}); map trials to "
+                        f"fewer conditions (a coarser --condition-by) or keep more trials")
+    raise UserError(f"{counted(ds.n_trials, 'trial')} are too few to fit and score a model "
+                    f"({split}); keep more trials (loosen --trial-filter, or fit a longer "
+                    f"session)")
 
 
 def _series_to_read(binned, extras) -> bool | list[str]:

@@ -256,7 +256,7 @@ def check_binned_size(n_trials: int, n_bins: int, n_units: int, bin_size: float)
         The array would be larger than the bound; the message gives its size and the fix.
     """
     size = 4 * int(n_trials) * int(n_bins) * int(n_units)
-    limit = array_limit()
+    limit = array_limit(UserError)
     if size > limit:
         raise UserError(f"the binned counts would take {format_bytes(size)} ({n_trials} trials x "
                         f"{n_bins} bins of {bin_size * 1e3:g} ms x {n_units} units, float32), "

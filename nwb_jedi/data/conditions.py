@@ -230,6 +230,8 @@ class ConditionMapper:
         selection.units = self._unit_mask(session, report)
         self._select_windows(session, selection)
         _drop_rare_conditions(selection)
+        _warn_windows_beyond_trials(selection, selection.align + self.window[0],
+                                    selection.align + self.window[1], self.bin_size)
         report.n_trials_kept = int(selection.keep.sum())
         report.n_units_kept = int(selection.units.sum())
         check_binned_size(report.n_trials_kept, self.n_bins, report.n_units_kept, self.bin_size)
@@ -277,7 +279,6 @@ class ConditionMapper:
                 ok[idx] &= windows_within(win_start[idx], win_stop[idx],
                                           session.obs_intervals[u])
             selection.drop(ok, "window outside obs_intervals")
-        _warn_windows_beyond_trials(selection, win_start, win_stop)
 
     def _window_hint(self, selection: _Selection, inside: np.ndarray) -> str:
         """When no window fits the recording: say if the events look relative to trial start."""
@@ -435,9 +436,10 @@ class ConditionMapper:
 
 # ---------------------------------------------------------------------------------- helpers
 def _warn_windows_beyond_trials(selection: _Selection, win_start: np.ndarray,
-                                win_stop: np.ndarray) -> None:
+                                win_stop: np.ndarray, bin_size: float) -> None:
     """Warn when kept trials' windows overlap each other (their spikes are counted twice) or
-    run past their trials' stop_time (their last bins are not the trial)."""
+    run past their trials' stop_time by more than half a bin (their last bins are not the
+    trial; half a bin spares times stored at low precision)."""
     idx = np.flatnonzero(selection.keep)
     if not len(idx):
         return
@@ -454,7 +456,7 @@ def _warn_windows_beyond_trials(selection: _Selection, win_start: np.ndarray,
         return
     stop = trials["stop_time"].to_numpy(dtype=float)[idx]
     beyond = win_stop[idx] - stop
-    late = np.isfinite(beyond) & (beyond > EDGE_TOLERANCE)
+    late = np.isfinite(beyond) & (beyond > max(EDGE_TOLERANCE, bin_size / 2))
     if late.any():
         warnings.warn(f"{int(late.sum())} of {len(idx)} trials' windows end after their "
                       f"trial's stop_time (by up to {np.max(beyond[late]):.3g} s), so their last "

@@ -132,13 +132,23 @@ def h5py_failures(what: str, error: type[UserError] = UserError) -> Iterator[Non
     """Turn h5py failing on damaged bytes inside the block into one `error` sentence,
     ``<what> is damaged: HDF5 could not read it (<HDF5's reason>); <fix>``.
 
-    Only errors raised inside h5py (`raised_by_h5py`) are turned; a `UserError` and any
-    error raised by this package's own code pass through unchanged.
+    Only errors raised inside h5py (`raised_by_h5py`) are turned; a `UserError` (also one
+    raised in a callback h5py ran, which h5py wraps in a SystemError) and any error raised by
+    this package's own code pass through unchanged. The price of catching every kind of
+    error h5py raises on damaged bytes: this package misusing h5py itself (a wrong member
+    name) would also read as damage, so the callers check names and dtypes first.
     """
     try:
         yield
     except UserError:
         raise
+    except SystemError as err:
+        if isinstance(err.__context__, UserError):
+            raise err.__context__ from None
+        if not raised_by_h5py(err):
+            raise
+        raise error(f"{what} is damaged: HDF5 could not read it ({_reason(err)}); "
+                    f"{DAMAGED_FIX}") from err
     except H5PY_FAILURES as err:
         if not raised_by_h5py(err):
             raise

@@ -65,7 +65,7 @@ def _check_size(embed_dim: int, hidden: int, n_outputs: int) -> None:
     allocating it (its output layer alone is hidden x outputs)."""
     n_params = (embed_dim + 1) * hidden + (hidden + 1) * hidden + (hidden + 1) * n_outputs
     size = 4 * n_params
-    limit = array_limit()
+    limit = array_limit(UserError)
     if size > limit:
         raise UserError(f"the hypernetwork would hold {n_params:.3g} parameters "
                         f"({format_bytes(size)}, float32), more than the {format_bytes(limit)} "

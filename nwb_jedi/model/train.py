@@ -74,6 +74,10 @@ class Checkpoint:
                    f"remove it or choose another --checkpoint directory")
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except OSError as err:  # unreadable, not damaged: say why
+            raise UserError(f"cannot read the checkpoint {self.path} ({err.strerror or err}); "
+                            f"check its permissions, or choose another --checkpoint "
+                            f"directory") from None
         except Exception:  # noqa: BLE001 - whatever the unpickler makes of damaged bytes
             raise UserError(damaged) from None
         if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:

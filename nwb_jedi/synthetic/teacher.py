@@ -220,7 +220,7 @@ def _torch_threads(n: int):
 def _check_teacher_size(n_units: int) -> None:
     """Refuse a teacher whose N x N connectivity would not fit the memory bound."""
     size = 4 * int(n_units) ** 2
-    limit = array_limit()
+    limit = array_limit(UserError)
     if size > limit:
         raise UserError(f"a teacher of {n_units} units needs a {n_units} x {n_units} "
                         f"connectivity ({format_bytes(size)}, float32), more than the "

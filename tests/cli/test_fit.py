@@ -108,8 +108,10 @@ def test_fit_mc_maze_layout_with_preset_and_override(mc_maze_nwb, tmp_path, caps
     (["--out", ""], "--out is empty; give a file name"),
     (["--tau-ms", "5"], "tau (5 ms) must be at least the bin width (20 ms)"),
     (["--hidden", "100000000"], "lower --hidden (now 100000000), --rank or --embed-dim"),
-    (["--trial-filter", "start_time < 4"], "2 trial(s) are too few to fit and score a model "
+    (["--trial-filter", "start_time < 4"], "2 trials are too few to fit and score a model "
                                            "(train 1, validation 1, test 0); keep more trials"),
+    (["--condition-by", "source_trial_index", "--trial-filter", "source_trial_index < 10"],
+     "no condition has the 3 trials it needs to hold one out for testing"),
 ])
 def test_user_errors_print_one_line_and_exit_2(args, message, mc_maze_nwb, tmp_path, capsys):
     existing = tmp_path / "existing.nwb"

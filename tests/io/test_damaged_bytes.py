@@ -185,3 +185,17 @@ def test_fletcher32_is_accepted_and_plugin_filters_still_refused(tmp_path):
                                    compression=32001, allow_unknown_filter=True)
         with pytest.raises(ModelFileError, match="HDF5 filter 32001, .* load a plugin"):
             check_dataset(plugin, "tensor 'plugin'", ModelFileError)
+
+
+def test_a_user_error_raised_during_a_link_visit_is_itself(tmp_path):
+    """h5py wraps what a visit callback raises in a SystemError; a UserError of ours comes
+    out as itself, not as a traceback and not as damage."""
+    path = tmp_path / "visit.h5"
+    with h5py.File(path, "w") as h5:
+        h5["group/data"] = np.arange(3)
+    with h5py.File(path, "r") as h5:
+        def visit(name, link):
+            raise UserError(f"refused {name}")
+
+        with pytest.raises(UserError, match="^refused group$"), h5py_failures("the file"):
+            h5.visititems_links(visit)

@@ -126,7 +126,6 @@ def test_the_prior_weighs_against_each_trials_summed_likelihood(with_contexts, d
         likelihood_only = torch.autograd.grad(nll, params, retain_graph=True)
         posterior = torch.autograd.grad(nll + prior, params)
         norm = lambda grads: float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))  # noqa: E731
-        print("RATIO", norm(posterior) / norm(likelihood_only))
         assert norm(posterior) < 0.2 * norm(likelihood_only), (unit_mask, n_bins)
 
 
