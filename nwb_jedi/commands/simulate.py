@@ -69,6 +69,17 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_bin_ms(bin_ms: float) -> None:
+    """Bins are whole multiples of the teacher's step: refused before any training."""
+    from nwb_jedi.synthetic.teacher import DEFAULT_DT
+
+    step_ms = DEFAULT_DT * 1000.0
+    steps = bin_ms / step_ms if bin_ms > 0 else 0.0
+    if not (steps >= 1 and abs(steps - round(steps)) < 1e-9):
+        raise UserError(f"--bin-ms must be a whole multiple of the teacher's {step_ms:g} ms step "
+                        f"(e.g. {step_ms:g}, {2 * step_ms:g} or {5 * step_ms:g}), got {bin_ms:g}")
+
+
 def run(args: argparse.Namespace) -> int:
     progress = progress_enabled(args.quiet)  # before torch imports tqdm
     from nwb_jedi.io.layouts import check_experimenter
@@ -84,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out", overwrite=args.overwrite)
     for flag, value, low in (("--units", args.units, 2), ("--teacher-iters",
-                                                          args.teacher_iters, 1)):
+                                                          args.teacher_iters, 1),
+                             ("--trials-per-condition", args.trials_per_condition, 2)):
         if value < low:
             raise UserError(f"{flag} must be at least {low}, got {value}")
+    _check_bin_ms(args.bin_ms)
     experimenter = check_experimenter(args.experimenter)  # before any training
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
 

@@ -217,6 +217,10 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
+#: The teacher's integration step (s); simulated bins are whole multiples of it.
+DEFAULT_DT = 0.01
+
+
 def _check_teacher_size(n_units: int) -> None:
     """Refuse a teacher whose N x N connectivity would not fit the memory bound."""
     size = 4 * int(n_units) ** 2
@@ -229,7 +233,7 @@ def _check_teacher_size(n_units: int) -> None:
 
 
 def train_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0, rank: int = 5,
-                  g: float = 1.8, tau: float = 0.05, dt: float = 0.01, lr: float = 0.03,
+                  g: float = 1.8, tau: float = 0.05, dt: float = DEFAULT_DT, lr: float = 0.03,
                   max_iters: int = 2000, loss_threshold: float = 0.02,
                   train_noise: float = 0.05, batch_repeats: int = 2,
                   verbose: bool = False) -> TeacherRNN:
@@ -383,7 +387,7 @@ def get_teacher(tasks=("sine",), n_units: int = 200, seed: int = 0,
     the platform cache dir; ``use_cache=False`` trains without reading or writing the cache.
     """
     verbose = train_kwargs.pop("verbose", False)
-    defaults = {"rank": 5, "g": 1.8, "tau": 0.05, "dt": 0.01, "lr": 0.03, "max_iters": 2000,
+    defaults = {"rank": 5, "g": 1.8, "tau": 0.05, "dt": DEFAULT_DT, "lr": 0.03, "max_iters": 2000,
                 "loss_threshold": 0.02, "train_noise": 0.05, "batch_repeats": 2}
     unknown = set(train_kwargs) - set(defaults)
     if unknown:

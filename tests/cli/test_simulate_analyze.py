@@ -101,6 +101,10 @@ def test_simulate_summary_and_fit_then_analyze(simulated, teacher_cache, tmp_pat
     (["simulate", "--units", "3", "--out", "{new}"], "needs at least 5 units, got 3; simulate "
                                                       "more units (--units)"),
     (["simulate", "--units", "1000000", "--out", "{new}"], "simulate fewer units (--units)"),
+    (["simulate", "--bin-ms", "15", "--out", "{new}"],
+     "--bin-ms must be a whole multiple of the teacher's 10 ms step (e.g. 10, 20 or 50), got 15"),
+    (["simulate", "--trials-per-condition", "0", "--out", "{new}"],
+     "--trials-per-condition must be at least 2, got 0"),
     (["simulate", "--tasks", "sine"], "the following arguments are required: --out"),
     (["analyze", "{new}"], "no such file"),
     (["analyze", "{existing}"], "not a readable HDF5/NWB file"),
