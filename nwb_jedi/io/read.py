@@ -21,6 +21,7 @@ import pandas as pd
 
 from nwb_jedi.data.session import BehaviorSeries, Session
 from nwb_jedi.errors import SourceError
+from nwb_jedi.io.load import find_modules
 from nwb_jedi.io.sources import open_source
 
 # TimeSeries types under `processing` that are recordings, not behavior: never read them.
@@ -361,24 +362,13 @@ def _split_ragged(values: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
     return [values[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
-def _is_model_module(processing: h5py.Group, name: str) -> bool:
-    """Whether /processing/`name` is a fitted JEDI model's module (hard links only: nothing
-    outside the file is followed)."""
-    if not isinstance(processing.get(name, getlink=True), h5py.HardLink):
-        return False
-    module = processing[name]
-    return (isinstance(module, h5py.Group)
-            and isinstance(module.get("model", getlink=True), h5py.HardLink)
-            and _attr_str(module["model"], "neurodata_type") == "JEDIModel")
-
-
 def _behavior_groups(h5):
     """(path, group) of every TimeSeries-like group under /processing that is behavior."""
     if "processing" not in h5:
         return []
     out = []
     # A fitted model's module (nwb_jedi's own, any name) holds its rates, not behavior.
-    models = {name for name in h5["processing"] if _is_model_module(h5["processing"], name)}
+    models = set(find_modules(h5))
 
     def visit(name, obj):
         if not isinstance(obj, h5py.Group) or "data" not in obj:

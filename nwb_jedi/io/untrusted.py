@@ -142,14 +142,9 @@ def h5py_failures(what: str, error: type[UserError] = UserError) -> Iterator[Non
         yield
     except UserError:
         raise
-    except SystemError as err:
-        if isinstance(err.__context__, UserError):
-            raise err.__context__ from None
-        if not raised_by_h5py(err):
-            raise
-        raise error(f"{what} is damaged: HDF5 could not read it ({_reason(err)}); "
-                    f"{DAMAGED_FIX}") from err
     except H5PY_FAILURES as err:
+        if isinstance(err, SystemError) and isinstance(err.__context__, UserError):
+            raise err.__context__ from None
         if not raised_by_h5py(err):
             raise
         raise error(f"{what} is damaged: HDF5 could not read it ({_reason(err)}); "
