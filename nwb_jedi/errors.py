@@ -36,6 +36,11 @@ class DataWarning(UserWarning):
     to change); the CLI prints it as one warning line."""
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 neuron``, ``2 neurons``: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def first_few(values: Sequence, limit: int = 10) -> str:
     """The first `limit` values, comma separated, with ``...`` when there are more: the list a
     message shows of what the user could have chosen."""

@@ -31,7 +31,7 @@ from nwb_jedi import metrics
 from nwb_jedi._files import atomic_output
 from nwb_jedi.analysis.fixedpoints import FixedPoints
 from nwb_jedi.data.dataset import TrialDataset, condition_means
-from nwb_jedi.errors import UserError, first_few
+from nwb_jedi.errors import UserError, counted, first_few
 
 __all__ = ["plot_eigenvalues", "plot_embeddings", "plot_fixed_points", "plot_psth",
            "plot_training"]
@@ -516,10 +516,10 @@ def _psth_title(ds: TrialDataset, conditions, present, chosen_conditions: bool, 
               "trials of every split")
     which = (f"{len(conditions)} of {len(present)} conditions, spread evenly"
              if chosen_conditions and len(conditions) < len(present) else
-             f"{len(conditions)} condition{'s' if len(conditions) != 1 else ''}")
+             counted(len(conditions), "condition"))
     cells = ((f"the {len(neurons)} neurons" if len(neurons) != 1 else "the neuron")
              + " with the highest mean rate" if chosen_neurons else
-             f"{len(neurons)} chosen neuron{'s' if len(neurons) != 1 else ''}")
+             counted(len(neurons), "chosen neuron"))
     return (f"Condition-averaged rates of {ds.n_trials} {trials}: data (solid, smoothed "
             f"{smooth_sd * 1e3:g} ms) vs model (dashed)\n{which}; {cells}")
 
@@ -588,8 +588,8 @@ def plot_fixed_points(trajectories: Mapping[str, np.ndarray],
         ax.set_xlabel("PC 1 of the states (trajectories together)")
         ax.set_ylabel("PC 2 of the states")
     n = len(trajectories)
-    ax.set_title(title or f"Noiseless trajectories (■ start) and fixed points of {n} "
-                          f"condition{'s' if n != 1 else ''}\n● stable, × saddle, ○ unstable "
+    ax.set_title(title or f"Noiseless trajectories (■ start) and fixed points of "
+                          f"{counted(n, 'condition')}\n● stable, × saddle, ○ unstable "
                           f"(eigenvalues of DF inside / across / outside |λ| = 1)", fontsize=9)
     if n <= 24:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0,

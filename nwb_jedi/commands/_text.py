@@ -48,8 +48,3 @@ def printable_table(table: pd.DataFrame) -> pd.DataFrame:
         if out[column].dtype == object:
             out[column] = [printable(v) if isinstance(v, str) else v for v in out[column]]
     return out
-
-
-def counted(n: int, noun: str) -> str:
-    """``1 neuron``, ``2 neurons``: a count with its noun in the right number."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

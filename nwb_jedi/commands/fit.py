@@ -24,8 +24,7 @@ from nwb_jedi.commands._options import (
     progress_enabled,
 )
 from nwb_jedi.commands._sharing import add_sharing_options, sharing_kwargs
-from nwb_jedi.commands._text import counted
-from nwb_jedi.errors import UserError
+from nwb_jedi.errors import UserError, counted
 
 EXAMPLES = """examples:
   nwb-jedi fit                                   # the embedded monkey reaching data

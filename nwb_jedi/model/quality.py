@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from nwb_jedi.data.dataset import TrialDataset
+from nwb_jedi.errors import counted
 from nwb_jedi.metrics import bits_per_spike, poisson_log_likelihood
 
 __all__ = ["BASELINE_KEYS", "MIN_NEURONS", "SE_MARGIN", "fit_quality_warning",
@@ -221,7 +222,7 @@ def population_warning(n_units: int, rank: int | None = None) -> str | None:
     if n_units >= MIN_NEURONS:
         return None
     network = f"a rank-{rank} network" if rank else "a network"
-    return (f"a population model of {n_units} neuron{'s' if n_units != 1 else ''} (fewer than "
+    return (f"a population model of {counted(n_units, 'neuron')} (fewer than "
             f"{MIN_NEURONS}): JEDI's dynamics are {network} of the recorded neurons, which "
             f"tens of neurons constrain and a handful do not, so its spectra, fixed points "
             f"and embeddings say little; use a session with more units (or, if the mapper "
